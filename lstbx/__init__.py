@@ -1,0 +1,1 @@
+"""Least squares: normal equations, damping, solution, covariance (not built yet)."""

@@ -1,0 +1,1 @@
+"""The macromolecular front end (not built yet)."""

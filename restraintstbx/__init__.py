@@ -1,0 +1,1 @@
+"""Geometry and ADP restraints (not built yet)."""

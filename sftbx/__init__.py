@@ -1,0 +1,1 @@
+"""Structure factors and their derivatives (not built yet)."""

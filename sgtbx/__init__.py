@@ -1,0 +1,1 @@
+"""Space groups, unit cells, site symmetry and reciprocal-space symmetry."""

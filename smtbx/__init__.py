@@ -1,0 +1,1 @@
+"""The small-molecule front end (not built yet)."""

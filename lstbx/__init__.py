@@ -7,12 +7,13 @@ covariance and its propagation, a Gauss-Newton/LM iteration driver
 only.  The formulae are those of DESIGN.md section 5.
 """
 
-from .errors import EquationsStateError, LeastSquaresError, NoDegreesOfFreedomError
+from .errors import (EquationsStateError, LeastSquaresError, NoDegreesOfFreedomError,
+                     NonFiniteError)
 from .normal_equations import Diagnosis, Figures, NormalEquations, Undetermined
 from .drivers import Cycle, Minimisation, Refinement, gauss_newton, lbfgs
 
 __all__ = [
     "Cycle", "Diagnosis", "EquationsStateError", "Figures", "LeastSquaresError",
-    "Minimisation", "NoDegreesOfFreedomError", "NormalEquations", "Refinement",
+    "Minimisation", "NoDegreesOfFreedomError", "NonFiniteError", "NormalEquations", "Refinement",
     "Undetermined", "gauss_newton", "lbfgs",
 ]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import scipy.optimize
 
-from .errors import LeastSquaresError
+from .errors import LeastSquaresError, NonFiniteError
 from .normal_equations import NormalEquations
 
 
@@ -104,6 +104,7 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
         ``build(x) -> NormalEquations`` with the equations at x (finalised
         or not); the unknowns of the equations must match x (with
         ``scale="parameter"`` the scale factor is the last entry of x).
+        A `NonFiniteError` raised at a trial point counts as a failed step.
     x0 : array_like, float64, shape (n,)
         Starting parameters.
     max_cycles : int
@@ -140,8 +141,12 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
         worst = int(np.argmax(ratio))
         small = ratio[worst] < shift_tolerance
         trial_x = np.asarray(step(x, shifts), dtype=np.float64)
-        trial = _build(build, trial_x)
-        trial_objective = trial.figures.objective
+        try:
+            trial = _build(build, trial_x)
+            trial_objective = trial.figures.objective
+        except NonFiniteError:
+            # the model blew up at the trial point: a failed step
+            trial, trial_objective = None, math.inf
         accepted = trial_objective <= objective
         diagnosis = equations.diagnosis
         result.cycles.append(Cycle(

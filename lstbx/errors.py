@@ -14,3 +14,10 @@ class EquationsStateError(LeastSquaresError):
 class NoDegreesOfFreedomError(LeastSquaresError):
     """A figure that divides by m - p (GoF, scaled covariance) was asked for
     with no more observations (plus restraints) than parameters."""
+
+
+class NonFiniteError(LeastSquaresError):
+    """A NaN or infinity in the observations, weights, model values or
+    derivatives, or sums that overflowed.  The iteration drivers treat it,
+    when raised while building the equations at a trial point, as a failed
+    step."""

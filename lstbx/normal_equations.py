@@ -50,7 +50,8 @@ import scipy.linalg
 import scipy.sparse
 
 from . import _kernels
-from .errors import EquationsStateError, LeastSquaresError, NoDegreesOfFreedomError
+from .errors import (EquationsStateError, LeastSquaresError, NoDegreesOfFreedomError,
+                     NonFiniteError)
 
 SCALE_MODES = ("separable", "parameter", "none")
 
@@ -253,12 +254,14 @@ class NormalEquations:
 
     def _raise_bad_row(self, i, y_obs, weight, y_calc, row):
         where = f"observation {self.n_observations + i} (row {i} of this block)"
-        if not (weight >= 0):
-            raise LeastSquaresError(f"{where}: weight must be finite and >= 0, got {weight}")
+        if not math.isfinite(weight):
+            raise NonFiniteError(f"{where}: weight is {weight}; expected a finite value >= 0")
+        if weight < 0:
+            raise LeastSquaresError(f"{where}: weight must be >= 0, got {weight}")
         if not (math.isfinite(y_obs) and math.isfinite(y_calc)):
-            raise LeastSquaresError(f"{where}: y_obs={y_obs}, y_calc={y_calc}; expected finite values")
+            raise NonFiniteError(f"{where}: y_obs={y_obs}, y_calc={y_calc}; expected finite values")
         j = int(np.flatnonzero(~np.isfinite(row))[0])
-        raise LeastSquaresError(f"{where}: derivative with respect to "
+        raise NonFiniteError(f"{where}: derivative with respect to "
                                 f"{self.parameter_names[j]} is {row[j]}; expected a finite value")
 
     def add_restraints(self, design, deltas, weights):
@@ -283,7 +286,7 @@ class NormalEquations:
         for name, values in (("delta", deltas), ("weight", weights), ("derivative", d.data)):
             bad = np.flatnonzero(~np.isfinite(values))
             if bad.size:
-                raise LeastSquaresError(f"restraint {name} {values[bad[0]]} at index "
+                raise NonFiniteError(f"restraint {name} {values[bad[0]]} at index "
                                         f"{bad[0]}: expected a finite value")
         negative = np.flatnonzero(weights < 0)
         if negative.size:
@@ -306,12 +309,21 @@ class NormalEquations:
     # finalise
 
     def finalise(self):
-        """Combine the accumulated sums into the normal equations."""
+        """Combine the accumulated sums into the normal equations.
+
+        Raises `NonFiniteError` when the sums or the equations overflow."""
         self._require_open("finalise")
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._finalise()
+
+    def _finalise(self):
         if self.n_observations == 0:
             raise LeastSquaresError("no observations were added")
         a, c, u, sums = self._accumulator.results()
         self._accumulator = None
+        if not (np.all(np.isfinite(sums)) and np.all(np.isfinite(a))
+                and np.all(np.isfinite(c)) and np.all(np.isfinite(u))):
+            raise NonFiniteError("the sums over the observations overflowed")
         sum_w_yc_sq, sum_w_r0_yc, sum_w_r0_sq, sum_w_yo_sq = (float(v) for v in sums)
         k0 = 0.0 if self._k0 is None else self._k0
         if self.scale == "separable":
@@ -344,6 +356,8 @@ class NormalEquations:
                 matrix[n, n] = sum_w_yc_sq
                 schur = matrix
                 rhs = np.append(k * g_d, sum_w_r0_yc)
+        if not (math.isfinite(k) and np.all(np.isfinite(matrix)) and np.all(np.isfinite(rhs))):
+            raise NonFiniteError(f"the normal equations overflowed (scale factor {k:g})")
         self._k = float(k)
         self._c = c
         self._sum_w_yc_sq = sum_w_yc_sq

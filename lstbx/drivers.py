@@ -110,7 +110,8 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
     max_cycles : int
         Maximum number of builds after the first (each tried step is one).
     shift_tolerance : float
-        Converged when max |shift / s.u.| falls below this.
+        Converged when max |shift / s.u.| of the undamped shifts falls below
+        this.
     objective_tolerance : float
         Converged when an accepted step changes L by less than this
         fraction of L.
@@ -139,7 +140,10 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
         shifts = equations.solve(damping=damping)
         ratio = np.abs(equations.shift_over_su(shifts))
         worst = int(np.argmax(ratio))
-        small = ratio[worst] < shift_tolerance
+        # damped shifts shrink with the damping: judge convergence undamped
+        undamped = ratio if damping == 0 else np.abs(
+            equations.shift_over_su(equations.solve(damping=0.0)))
+        small = undamped.max() < shift_tolerance
         trial_x = np.asarray(step(x, shifts), dtype=np.float64)
         try:
             trial = _build(build, trial_x)
@@ -149,6 +153,7 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
             trial, trial_objective = None, math.inf
         accepted = trial_objective <= objective
         diagnosis = equations.diagnosis
+        caveat = f"; but {diagnosis.message}" if diagnosis.singular else ""
         result.cycles.append(Cycle(
             number=number, objective=figures.objective, wr=figures.wr, gof=figures.gof,
             restrained_gof=figures.restrained_gof, scale_factor=figures.scale_factor,
@@ -162,7 +167,7 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
             result.x, result.equations = x, equations
             if small:
                 result.converged, result.reason = True, (
-                    f"max |shift/s.u.| {ratio[worst]:.3g} < {shift_tolerance}")
+                    f"max |shift/s.u.| {undamped.max():.3g} < {shift_tolerance}{caveat}")
                 break
             if change <= objective_tolerance * objective:
                 result.converged, result.reason = True, (
@@ -175,8 +180,8 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
         else:
             if small:
                 result.converged, result.reason = True, (
-                    f"max |shift/s.u.| {ratio[worst]:.3g} < {shift_tolerance} "
-                    "(last shifts not applied: L did not decrease)")
+                    f"max |shift/s.u.| {undamped.max():.3g} < {shift_tolerance} "
+                    f"(last shifts not applied: L did not decrease){caveat}")
                 break
             damping = max(10 * damping, initial_damping)
             if damping > max_damping:

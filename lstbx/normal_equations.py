@@ -242,10 +242,12 @@ class NormalEquations:
         if b == 0:
             return
         if self._k0 is None:
-            wyc = weights * y_calc
-            denominator = float(np.dot(wyc, y_calc))
-            if denominator > 0 and math.isfinite(denominator):
-                self._k0 = float(np.dot(wyc, y_obs)) / denominator
+            with np.errstate(over="ignore", invalid="ignore"):
+                wyc = weights * y_calc
+                denominator = float(np.dot(wyc, y_calc))
+                numerator = float(np.dot(wyc, y_obs))
+            if denominator > 0 and math.isfinite(denominator) and math.isfinite(numerator):
+                self._k0 = numerator / denominator
         k0 = 0.0 if self._k0 is None else self._k0
         bad = self._accumulator.add(y_obs, weights, y_calc, rows, k0)
         if bad >= 0:
@@ -336,6 +338,7 @@ class NormalEquations:
             g_d = u - shift * c
             sum_w_r_sq = max(sum_w_r0_sq - shift * sum_w_r0_yc, 0.0)
             k_sq = k * k
+            self._a_diagonal = np.diag(a).copy()
             schur = a - np.outer(c, c / sum_w_yc_sq)
             schur *= k_sq
             matrix = schur + np.outer(g_d, g_d / sum_w_yc_sq)
@@ -448,16 +451,33 @@ class NormalEquations:
             self._factorise(relative_tolerance)
         return self._diagnosis[1]
 
-    def _factorise(self, tolerance):
-        matrix = self.normal_matrix()
+    def _jacobi_scaling(self, matrix, tolerance):
+        """1/sqrt(diagonal) for the parameters that something determines,
+        0 for the others, and the indices of those others.
+
+        A parameter is left out when its diagonal is zero, or, with the
+        separable scale, when it has lost all but ``tolerance`` of K^2 A_ii
+        (+ restraints) to the Schur complement: its derivative is then
+        proportional to y_c and it only rescales the model."""
         diagonal = np.diag(matrix).copy()
-        active = diagonal > 0
+        reference = diagonal
+        if self.scale == "separable":
+            reference = self._k ** 2 * self._a_diagonal
+            if self._restraint_matrix is not None:
+                reference = reference + np.diag(self._restraint_matrix)
+        active = (diagonal > 0) & (diagonal > tolerance * reference)
         scaling = np.zeros_like(diagonal)
         scaling[active] = 1.0 / np.sqrt(diagonal[active])
+        return scaling, np.flatnonzero(active), np.flatnonzero(~active)
+
+    def _factorise(self, tolerance):
+        matrix = self.normal_matrix()
+        scaling, idx, inactive = self._jacobi_scaling(matrix, tolerance)
         scaled = matrix * scaling[:, None] * scaling[None, :]
-        undetermined = [self._undetermined_text({i: 1.0}, " (nothing depends on it)")
-                        for i in np.flatnonzero(~active)]
-        idx = np.flatnonzero(active)
+        undetermined = [self._undetermined_text(
+            {i: 1.0}, " (it only rescales the model, like the scale factor)"
+            if self.scale == "separable" and self._a_diagonal[i] > 0
+            else " (nothing depends on it)") for i in inactive]
         sub = np.ascontiguousarray(scaled[np.ix_(idx, idx)])
         factor = sub.copy()
         info = _kernels.cholesky_factor(factor) if idx.size else 0
@@ -573,10 +593,7 @@ class NormalEquations:
 
     def _inverse(self, tolerance):
         matrix = self.schur_matrix()
-        diagonal = np.diag(matrix).copy()
-        active = np.flatnonzero(diagonal > 0)
-        scaling = np.zeros_like(diagonal)
-        scaling[active] = 1.0 / np.sqrt(diagonal[active])
+        scaling, active, _ = self._jacobi_scaling(matrix, tolerance)
         sub = np.ascontiguousarray(matrix[np.ix_(active, active)]
                                    * scaling[active, None] * scaling[None, active])
         factor = sub.copy()

@@ -205,3 +205,11 @@ def test_lbfgs_bounds_and_errors():
         lstbx.lbfgs(lambda x: (np.nan, x), [0.0])
     with pytest.raises(lstbx.LeastSquaresError, match=r"gradient has shape \(2,\)"):
         lstbx.lbfgs(lambda x: (1.0, np.zeros(2)), [0.0])
+
+
+def test_docstring_examples():
+    """The package example (its figures agree with scipy.optimize.curve_fit:
+    b = 0.70054(118), K = 3.0018)."""
+    import doctest
+    failures, tried = doctest.testmod(lstbx, verbose=False)
+    assert tried > 0 and failures == 0

@@ -213,3 +213,38 @@ def test_docstring_examples():
     import doctest
     failures, tried = doctest.testmod(lstbx, verbose=False)
     assert tried > 0 and failures == 0
+
+
+def test_standard_uncertainties_agree_with_curve_fit():
+    """s.u.'s of x and of the separable K against scipy.optimize.curve_fit
+    refining (K, x) together (its covariance is scaled by the residual
+    variance with m - p degrees of freedom, as ours)."""
+    from scipy.optimize import curve_fit
+
+    rng = np.random.default_rng(4)
+    t = np.linspace(0.0, 6.0, 80)
+    sigma = 0.02 + 0.01 * t
+    y_obs = 2.2 * (np.exp(-0.4 * t) + 0.5 * np.exp(-1.9 * t)) + sigma * rng.standard_normal(t.size)
+
+    def model(t, k, b1, a2, b2):
+        return k * (np.exp(-b1 * t) + a2 * np.exp(-b2 * t))
+
+    p, pcov = curve_fit(model, t, y_obs, p0=[1.0, 0.5, 0.4, 2.0], sigma=sigma,
+                        xtol=1e-15, ftol=1e-15, gtol=1e-15)
+
+    def build(x):
+        b1, a2, b2 = x
+        e1, e2 = np.exp(-b1 * t), np.exp(-b2 * t)
+        ne = lstbx.NormalEquations(3)
+        ne.add_block(y_obs, 1 / sigma ** 2, e1 + a2 * e2,
+                     np.column_stack([-t * e1, e2, -a2 * t * e2]))
+        return ne
+
+    result = lstbx.gauss_newton(build, [0.5, 0.4, 2.0], shift_tolerance=1e-9,
+                                objective_tolerance=1e-15)
+    ne = result.equations
+    su = np.sqrt(np.diag(pcov))
+    assert np.all(np.abs(result.x - p[1:]) < 1e-5 * su[1:])
+    assert abs(ne.scale_factor() - p[0]) < 1e-5 * su[0]
+    assert np.allclose(ne.covariance(), pcov[1:, 1:], rtol=1e-5)
+    assert ne.scale_factor_variance() == pytest.approx(pcov[0, 0], rel=1e-5)

@@ -274,7 +274,7 @@ class NormalEquations:
             raise NonFiniteError(f"{where}: y_obs={y_obs}, y_calc={y_calc}; expected finite values")
         j = int(np.flatnonzero(~np.isfinite(row))[0])
         raise NonFiniteError(f"{where}: derivative with respect to "
-                                f"{self.parameter_names[j]} is {row[j]}; expected a finite value")
+                             f"{self.parameter_names[j]} is {row[j]}; expected a finite value")
 
     def add_restraints(self, design, deltas, weights):
         """Add restraint equations (may be called before or after ``finalise``).
@@ -295,11 +295,17 @@ class NormalEquations:
                                     f"columns, got {d.shape[1]}")
         deltas = _as_vector("restraint deltas", deltas, n_r)
         weights = _as_vector("restraint weights", weights, n_r)
-        for name, values in (("delta", deltas), ("weight", weights), ("derivative", d.data)):
+        for name, values in (("delta", deltas), ("weight", weights)):
             bad = np.flatnonzero(~np.isfinite(values))
             if bad.size:
-                raise NonFiniteError(f"restraint {name} {values[bad[0]]} at index "
-                                        f"{bad[0]}: expected a finite value")
+                raise NonFiniteError(f"restraint {bad[0]}: {name} is {values[bad[0]]}; "
+                                     "expected a finite value")
+        coo = d.tocoo()
+        bad = np.flatnonzero(~np.isfinite(coo.data))
+        if bad.size:
+            i, j, value = coo.row[bad[0]], coo.col[bad[0]], coo.data[bad[0]]
+            raise NonFiniteError(f"restraint {i}: derivative with respect to "
+                                 f"{self.parameter_names[j]} is {value}; expected a finite value")
         negative = np.flatnonzero(weights < 0)
         if negative.size:
             raise LeastSquaresError(f"restraint {negative[0]}: weight {weights[negative[0]]} "
@@ -384,6 +390,9 @@ class NormalEquations:
     def _require_open(self, what):
         if self._finalised:
             raise EquationsStateError(f"{what}() called after finalise()")
+        if self._accumulator is None:
+            raise EquationsStateError(f"{what}() called after finalise() failed; "
+                                      "start new equations")
 
     def _require_finalised(self, what):
         if not self._finalised:

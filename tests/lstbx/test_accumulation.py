@@ -216,8 +216,12 @@ def test_errors_name_the_item():
         ne.add_restraints(scipy.sparse.eye(2, 3), [0, 0], [1, 1])
     with pytest.raises(lstbx.LeastSquaresError, match="restraint 1: weight"):
         ne.add_restraints(scipy.sparse.eye(2, 4), [0, 0], [1, -1])
-    with pytest.raises(lstbx.LeastSquaresError, match="delta nan at index 0"):
+    with pytest.raises(lstbx.NonFiniteError, match="restraint 0: delta is nan"):
         ne.add_restraints(scipy.sparse.eye(2, 4), [np.nan, 0], [1, 1])
+    d = np.eye(2, 4)
+    d[1, 3] = np.inf
+    with pytest.raises(lstbx.NonFiniteError, match="restraint 1: derivative with respect to d is inf"):
+        ne.add_restraints(d, [0, 0], [1, 1])
 
 
 def test_construction_errors():

@@ -133,20 +133,40 @@ def test_gauss_newton_switches_to_damping_when_a_step_fails(problems):
 
 
 def test_gauss_newton_rejects_a_trial_where_the_model_blows_up():
-    """y = exp(p t): a huge trial p overflows; that step counts as failed."""
-    t = np.linspace(0, 50, 60)
-    y_obs = 2.0 * np.exp(0.05 * t)
+    """y = K exp(-sqrt(p) t) from p = 2: the first steps overshoot to p < 0,
+    where the model is NaN and add_block raises NonFiniteError; those trials
+    count as failed steps and the damping brings the shifts back."""
+    t = np.linspace(0, 10, 60)
+    y_obs = 2.0 * np.exp(-0.5 * t)
+    blown_up = []
 
     def build(x):
-        y = np.exp(x[0] * t)
+        with np.errstate(invalid="ignore"):
+            y = np.exp(-np.sqrt(x[0]) * t)
+            rows = (-t / (2 * np.sqrt(x[0])) * y)[:, None]
         ne = lstbx.NormalEquations(1)
-        ne.add_block(y_obs, np.ones_like(t), y, (t * y)[:, None])
+        try:
+            ne.add_block(y_obs, np.ones_like(t), y, rows)
+        except lstbx.NonFiniteError:
+            blown_up.append(x[0])
+            raise
         return ne
 
-    result = lstbx.gauss_newton(build, [0.3], max_cycles=100, shift_tolerance=1e-8)
+    result = lstbx.gauss_newton(build, [2.0], max_cycles=100, shift_tolerance=1e-8)
     assert result.converged
-    assert result.x[0] == pytest.approx(0.05, rel=1e-8)
-    assert result.equations.scale_factor() == pytest.approx(2.0, rel=1e-8)
+    assert blown_up and max(blown_up) < 0
+    assert sum(not c.accepted for c in result.cycles) >= len(blown_up)
+    assert result.x[0] == pytest.approx(0.25, rel=1e-10)
+    assert result.equations.scale_factor() == pytest.approx(2.0, rel=1e-10)
+
+
+def test_overflow_is_a_typed_error():
+    ne = lstbx.NormalEquations(1)
+    ne.add_block([1.0], [1.0], [1e200], [[1e200]])
+    with pytest.raises(lstbx.NonFiniteError, match="overflowed"):
+        ne.finalise()
+    with pytest.raises(lstbx.EquationsStateError, match="finalise\\(\\) failed"):
+        ne.add_block([1.0], [1.0], [1.0], [[1.0]])
 
 
 def test_gauss_newton_gives_up_with_a_reason():

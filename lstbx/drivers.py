@@ -113,7 +113,7 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
         Converged when max |shift / s.u.| of the undamped shifts falls below
         this.
     objective_tolerance : float
-        Converged when an accepted step changes L by less than this
+        Converged when an accepted undamped step changes L by less than this
         fraction of L.
     damping : float
         Marquardt damping of the first cycle (0: plain Gauss-Newton).
@@ -150,7 +150,7 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
             trial_objective = trial.figures.objective
         except NonFiniteError:
             # the model blew up at the trial point: a failed step
-            trial, trial_objective = None, math.inf
+            trial_objective = math.inf
         accepted = trial_objective <= objective
         diagnosis = equations.diagnosis
         caveat = f"; but {diagnosis.message}" if diagnosis.singular else ""
@@ -169,7 +169,8 @@ def gauss_newton(build, x0, *, max_cycles=20, shift_tolerance=0.01,
                 result.converged, result.reason = True, (
                     f"max |shift/s.u.| {undamped.max():.3g} < {shift_tolerance}{caveat}")
                 break
-            if change <= objective_tolerance * objective:
+            # (a heavily damped step changes L little without being near the end)
+            if damping == 0 and change <= objective_tolerance * objective:
                 result.converged, result.reason = True, (
                     f"relative change of L {change / objective if objective else 0.0:.3g} "
                     f"<= {objective_tolerance}")

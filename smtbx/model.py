@@ -430,6 +430,8 @@ class Instructions:
     temperature : float or None
         TEMP in °C.
     defs : tuple or None
+    eqiv : dict
+        Symmetry-operation name (``$1``) → SymmetryOperation (EQIV).
     other : list of RawInstruction
         FMAP, PLAN, LIST, ACTA, BOND, CONF, HTAB, EQIV, SIZE, MORE, FREE,
         BIND, CONN, HFIX, ... in file order.
@@ -451,6 +453,7 @@ class Instructions:
     merg: int = 2
     temperature: float | None = None
     defs: tuple | None = None
+    eqiv: dict = field(default_factory=dict)
     other: list = field(default_factory=list)
 
 
@@ -556,6 +559,8 @@ class Model:
         residue number → class.
     source : str
         File the model was read from.
+    warnings : list of ShelxWarning
+        What the reader did not use as written.
     """
 
     title: str
@@ -573,6 +578,7 @@ class Model:
     instructions: Instructions = field(default_factory=Instructions)
     residues: dict = field(default_factory=dict)
     source: str = ""
+    warnings: list = field(default_factory=list)
 
     @property
     def space_group(self):

@@ -1,8 +1,8 @@
 """smtbx: the small-molecule front end (SHELX files, the model, refinement)."""
 
-from .errors import ShelxSyntaxError, ShelxWarning, UnsupportedInstruction
+from .errors import OutputError, ShelxSyntaxError, ShelxWarning, UnsupportedInstruction
 from .model import Model, Observations
-from .shelx import read_hkl, read_ins
+from .shelx import format_res, read_hkl, read_ins, write_res
 
-__all__ = ["Model", "Observations", "ShelxSyntaxError", "ShelxWarning", "UnsupportedInstruction",
-           "read_hkl", "read_ins"]
+__all__ = ["Model", "Observations", "OutputError", "ShelxSyntaxError", "ShelxWarning",
+           "UnsupportedInstruction", "format_res", "read_hkl", "read_ins", "write_res"]

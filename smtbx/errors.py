@@ -50,3 +50,8 @@ class ShelxWarning:
     def __str__(self):
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where}: {self.message}"
+
+
+class OutputError(CrystallographyError):
+    """An output that would overwrite an input, or a model that the output
+    format cannot express."""

@@ -2,5 +2,6 @@
 
 from .hkl import read_hkl
 from .reader import read_ins
+from .writer import format_res, write_res
 
-__all__ = ["read_hkl", "read_ins"]
+__all__ = ["format_res", "read_hkl", "read_ins", "write_res"]

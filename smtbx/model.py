@@ -233,8 +233,13 @@ class SecondaryPlanarXH(RidingGroup):
     """Aromatic or amide X–H in the plane of the pivot's neighbours (AFIX 43)."""
 
 
+class StaggeredTerminalTetrahedralXH(RidingGroup):
+    """Hydroxyl-type X–H whose torsion the refinement program chooses (AFIX 83:
+    the best hydrogen bond, else staggered)."""
+
+
 class TerminalTetrahedralXH(RidingGroup):
-    """Hydroxyl-type X–H (AFIX 83; 14 when the torsion came from the map)."""
+    """Hydroxyl-type X–H with its torsion from the given position (AFIX 143, 147, 148)."""
 
 
 class TerminalPlanarXH2(RidingGroup):

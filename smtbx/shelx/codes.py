@@ -161,7 +161,7 @@ RIDING_GEOMETRY = {
     2: m.SecondaryXH2,
     3: m.StaggeredTerminalTetrahedralXH3,
     4: m.SecondaryPlanarXH,
-    8: m.TerminalTetrahedralXH,
+    8: m.StaggeredTerminalTetrahedralXH,
     9: m.TerminalPlanarXH2,
     12: m.DisorderedTerminalTetrahedralXH3,
     13: m.TerminalTetrahedralXH3,
@@ -190,9 +190,7 @@ def afix_code(group):
         mm = {v: k for k, v in RIGID_SHAPE.items() if k != 7}[group.shape]
         return mm, 9 if group.variable_size else 6
     n = {v: k for k, v in RIDING_MODE.items()}[(group.rotating, group.refined_distance)]
-    if type(group) is m.TerminalTetrahedralXH:
-        return 8, n
-    mm = {cls: k for k, cls in RIDING_GEOMETRY.items() if k != 14}[type(group)]
+    mm = {cls: k for k, cls in RIDING_GEOMETRY.items()}[type(group)]
     return mm, n
 
 

@@ -307,7 +307,7 @@ def test_riding_groups_named_by_geometry(small_data):
     staggered = mdl.constraints_of_type(m.StaggeredTerminalTetrahedralXH3)
     assert len(staggered) == 1 and mdl.scatterers[staggered[0].pivot].label == "C41"
     mdl = load(small_data, "ru_p21c")                                  # AFIX 83 on O1
-    oh = mdl.constraints_of_type(m.TerminalTetrahedralXH)
+    oh = mdl.constraints_of_type(m.StaggeredTerminalTetrahedralXH)
     assert len(oh) == 1 and not oh[0].rotating
 
 

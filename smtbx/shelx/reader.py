@@ -98,7 +98,7 @@ def _read_text(path):
         return data.decode("latin-1")
 
 
-def _logical_lines(path, text):
+def _logical_lines(text):
     """Yield instructions as :class:`_Line`, stopping at END."""
     lines = text.splitlines()
     i = 0
@@ -109,8 +109,8 @@ def _logical_lines(path, text):
         if not raw.strip() or raw[0] in " \t":
             continue
         first = raw.split()[0].upper()
-        if first in ("TITL", "REM") or first.startswith("REM"):
-            name = "REM" if first.startswith("REM") else "TITL"
+        if first == "TITL" or re.match(r"REM(\W|$)", first):
+            name = "TITL" if first == "TITL" else "REM"
             yield _Line(number, name, "", [], raw.rstrip())
             continue
         body = raw.split("!", 1)[0]
@@ -175,7 +175,7 @@ class _Reader:
 
     # -- pass 1: instructions and atoms --------------------------------------------
     def read(self, text):
-        for line in _logical_lines(self.path, text):
+        for line in _logical_lines(text):
             if self.after_hklf and line.name not in ("REM", "TITL"):
                 self.warn(line.number, f"{line.name} after HKLF is ignored (SHELXL stops reading at HKLF)")
                 continue
@@ -897,7 +897,7 @@ class _Builder:
             self.model.restraints.append(m.Restraint(kind, (refs,), sigmas, target, target_code, dmax,
                                                      True, p.line.number))
             return
-        instances = 0
+        instances, n_warnings = 0, len(self.r.warnings)
         residues = self.residues_for(p)
         if kind == "SADI" and p.line.suffix and not p.line.suffix.isdigit():
             # SADI_class and SADI_*: the distances of all residues form one set.
@@ -928,7 +928,7 @@ class _Builder:
                 self.model.restraints.append(m.Restraint(kind, g, sigmas, target, target_code, dmax,
                                                          False, p.line.number))
                 instances += 1
-        if residues and not instances:
+        if residues and not instances and len(self.r.warnings) == n_warnings:
             self.r.warn(p.line.number, f"{kind}{'_' + p.line.suffix if p.line.suffix else ''}: "
                                        "no restraint generated")
 

@@ -2,7 +2,7 @@
 
 from .errors import OutputError, ShelxSyntaxError, ShelxWarning, UnsupportedInstruction
 from .model import Model, Observations
-from .shelx import format_res, read_hkl, read_ins, write_res
+from .shelx import format_res, read_hkl, read_ins, read_shelx, write_res
 
 __all__ = ["Model", "Observations", "OutputError", "ShelxSyntaxError", "ShelxWarning",
-           "UnsupportedInstruction", "format_res", "read_hkl", "read_ins", "write_res"]
+           "UnsupportedInstruction", "format_res", "read_hkl", "read_ins", "read_shelx", "write_res"]

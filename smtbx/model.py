@@ -562,6 +562,8 @@ class Model:
     instructions : Instructions
     residues : dict
         residue number → class.
+    observations : Observations or None
+        The reflections, when read with the model.
     source : str
         File the model was read from.
     warnings : list of ShelxWarning
@@ -582,6 +584,7 @@ class Model:
     constraints: list = field(default_factory=list)
     instructions: Instructions = field(default_factory=Instructions)
     residues: dict = field(default_factory=dict)
+    observations: Observations | None = None
     source: str = ""
     warnings: list = field(default_factory=list)
 
@@ -593,6 +596,54 @@ class Model:
     def scale(self):
         """The overall scale factor (FVAR 1): Fo² ≈ scale² |Fc|² (SHELXL's osf)."""
         return float(self.free_variables[0])
+
+    # -- arrays for the numerical cores -------------------------------------
+    @property
+    def sites_frac(self):
+        """float64 (n, 3)."""
+        return np.array([s.site_frac for s in self.scatterers], dtype=np.float64).reshape(-1, 3)
+
+    @property
+    def occupancies(self):
+        """float64 (n,): chemical occupancies."""
+        return np.array([s.occupancy for s in self.scatterers], dtype=np.float64)
+
+    @property
+    def anisotropic(self):
+        """bool (n,)."""
+        return np.array([s.u_cif is not None for s in self.scatterers], dtype=bool)
+
+    @property
+    def u_iso(self):
+        """float64 (n,): U_iso, or U_eq for anisotropic atoms."""
+        u_star = self.cell.u_cif_as_u_star(self._u_cif_rows())
+        u_eq = self.cell.u_eq(u_star)
+        return np.array([s.u_iso if s.u_cif is None else u_eq[i] for i, s in enumerate(self.scatterers)],
+                        dtype=np.float64)
+
+    @property
+    def u_star(self):
+        """float64 (n, 6): U* of every atom (U_iso G* for isotropic ones), order 11 22 33 12 13 23."""
+        u_star = self.cell.u_cif_as_u_star(self._u_cif_rows())
+        iso = ~self.anisotropic
+        if np.any(iso):
+            u_star[iso] = self.cell.u_iso_as_u_star(np.array([s.u_iso for s in self.scatterers])[iso])
+        return u_star
+
+    def _u_cif_rows(self):
+        return np.array([s.u_cif if s.u_cif is not None else np.zeros(6) for s in self.scatterers],
+                        dtype=np.float64).reshape(-1, 6)
+
+    @property
+    def type_indices(self):
+        """int32 (n,): index into ``scattering_types``."""
+        return np.array([s.type_index for s in self.scatterers], dtype=np.int32)
+
+    @property
+    def site_orders(self):
+        """int32 (n,): |G_site| (a structure-factor sum over all operations weights
+        each atom by occupancy / |G_site|)."""
+        return np.array([s.site_order for s in self.scatterers], dtype=np.int32)
 
     def index(self, label, residue_number=0):
         """Index of the atom with this label (case-insensitive) in a residue; raises KeyError."""

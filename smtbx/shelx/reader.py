@@ -13,6 +13,7 @@ Everything the reader does not use as written is reported in
 :class:`~smtbx.errors.ShelxSyntaxError` naming the file and line.
 """
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from sgtbx.errors import CrystallographyError
 from .. import model as m
 from ..errors import ShelxSyntaxError, ShelxWarning, UnsupportedInstruction
 from . import codes
+from .hkl import read_hkl
 
 RESTRAINTS = frozenset(codes.RESTRAINT_PARAMETERS)
 
@@ -235,7 +237,8 @@ class _Reader:
                 raise self.error(line.number, f"SFAC {args[0]}: expected a1 b1 a2 b2 a3 b3 a4 b4 c "
                                               f"[f' f'' mu r wt], got {len(values)} numbers")
             extra = values[9:] + [None] * (14 - len(values))
-            element = self.element(line, args[0])
+            # explicit coefficients: the label need not be an element
+            element = self.element_symbol(args[0]) or args[0]
             gauss = (np.array(values[0:8:2]), np.array(values[1:8:2]), values[8])
             has_disp = len(values) >= 11
             self.sfac.append(m.ScatteringType(
@@ -245,16 +248,20 @@ class _Reader:
             for token in args:
                 self.sfac.append(m.ScatteringType(token, self.element(line, token)))
 
-    def element(self, line, label):
+    @staticmethod
+    def element_symbol(label):
+        """The element a SFAC label names (``Ga``, ``GA``, ``$C``), or None."""
         name = label.lstrip("$")
-        symbol = re.match(r"[A-Za-z]{1,2}", name)
-        if symbol is not None:
-            sym = symbol.group(0)
-            for candidate in (sym, sym[:1]):
-                el = gemmi.Element(candidate.capitalize())
-                if el.atomic_number > 0 and el.name.upper() == candidate.upper():
-                    return el.name
-        raise self.error(line.number, f"SFAC: {label!r} is not an element symbol")
+        if not re.fullmatch(r"[A-Za-z]{1,2}", name):
+            return None
+        el = gemmi.Element(name.capitalize())
+        return el.name if el.atomic_number > 0 and el.name.upper() == name.upper() else None
+
+    def element(self, line, label):
+        symbol = self.element_symbol(label)
+        if symbol is None:
+            raise self.error(line.number, f"SFAC: {label!r} is not an element symbol")
+        return symbol
 
     def do_DISP(self, line):
         if not line.args:
@@ -548,6 +555,38 @@ def read_ins(path, *, special_position_tolerance=0.1):
     reader = _Reader(path, special_position_tolerance)
     reader.read(_read_text(path))
     return _Builder(reader).build()
+
+
+def read_shelx(name, *, special_position_tolerance=0.1):
+    """Read NAME.ins (or NAME.res when there is no .ins) and NAME.hkl.
+
+    Parameters
+    ----------
+    name : str or os.PathLike
+        The stem, with or without one of the extensions .ins, .res, .hkl.
+
+    Returns
+    -------
+    Model
+        With ``Model.observations`` read according to its HKLF instruction.
+
+    Raises
+    ------
+    ShelxSyntaxError
+        When a file is missing or cannot be read.
+    """
+    stem = os.fspath(name)
+    root, ext = os.path.splitext(stem)
+    if ext.lower() in (".ins", ".res", ".hkl"):
+        stem = root
+    for ext in (".ins", ".res"):
+        if os.path.exists(stem + ext):
+            model = read_ins(stem + ext, special_position_tolerance=special_position_tolerance)
+            break
+    else:
+        raise ShelxSyntaxError(stem + ".ins", None, "file not found (nor " + os.path.basename(stem) + ".res)")
+    model.observations = read_hkl(stem + ".hkl", model.instructions.hklf)
+    return model
 
 
 class _Builder:

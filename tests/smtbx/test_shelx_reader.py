@@ -373,3 +373,30 @@ def test_hkl_implied_decimals_and_twin_groups(small_data):
     mdl = load(small_data, "twin5_p21n")
     obs = smtbx.read_hkl(small_data / "twin5_p21n" / "NO_PF-F-PF_twin4_XPREP_a.hkl", mdl.instructions.hklf)
     assert set(obs.batch[obs.measured].tolist()) == {2}
+
+
+def test_read_shelx_pairs_model_and_reflections(small_data, tmp_path):
+    mdl = smtbx.read_shelx(small_data / "ru_p21c" / "05srv085")          # only an .ins
+    assert mdl.source.endswith("05srv085.ins") and mdl.observations.n_lines == 27922
+    mdl = smtbx.read_shelx(small_data / "twin5_p4" / "P-4_NotDetwinned_12.res")   # .res, HKLF 5
+    assert mdl.observations.hklf == 5 and mdl.observations.n_groups == 2399
+    (tmp_path / "x.res").write_bytes((small_data / "fecl_r3c" / "2240189.res").read_bytes())
+    with pytest.raises(smtbx.ShelxSyntaxError, match=r"x.hkl: reflection file not found"):
+        smtbx.read_shelx(tmp_path / "x")
+    with pytest.raises(smtbx.ShelxSyntaxError, match=r"y.ins: file not found \(nor y.res\)"):
+        smtbx.read_shelx(tmp_path / "y")
+
+
+def test_model_arrays(small_data):
+    mdl = load(small_data, "sucrose_p21")
+    n = len(mdl.scatterers)
+    assert mdl.sites_frac.shape == (n, 3) and mdl.u_star.shape == (n, 6)
+    assert mdl.type_indices.dtype == np.int32 and mdl.site_orders.tolist() == [1] * n
+    c1, h1 = mdl.index("C1"), mdl.index("H1")
+    assert mdl.anisotropic[c1] and not mdl.anisotropic[h1]
+    assert mdl.u_iso[c1] == pytest.approx(u_eq_textbook(mdl.cell, mdl.scatterers[c1].u_cif), rel=1e-12)
+    assert mdl.u_iso[h1] == mdl.scatterers[h1].u_iso
+    # an isotropic atom's U* is U_iso G*, whose U_eq is U_iso again
+    assert mdl.cell.u_eq(mdl.u_star[h1]) == pytest.approx(mdl.scatterers[h1].u_iso, rel=1e-12)
+    np.testing.assert_allclose(mdl.u_star[c1], mdl.cell.u_cif_as_u_star(mdl.scatterers[c1].u_cif))
+    np.testing.assert_allclose(mdl.occupancies, 1.0)

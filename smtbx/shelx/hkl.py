@@ -9,6 +9,8 @@ field without a decimal point has two implied decimals (``  268870`` is
 or at the end of the file; whatever follows the terminator is ignored.
 """
 
+import re
+
 import numpy as np
 
 from .. import model as m
@@ -63,12 +65,14 @@ def read_hkl(path, hklf=None):
     if b"\x00" in data:
         line = data.count(b"\n", 0, data.index(b"\x00")) + 1
         raise ShelxSyntaxError(path, line, "not a text file (NUL byte)")
-    lines = data.decode("latin-1").splitlines()
+    lines = re.split(r"\r\n|\r|\n", data.decode("latin-1"))
+    if lines and lines[-1] == "":
+        lines.pop()
     hkl, fo, sig, batch = [], [], [], []
     terminated = False
     number = 0
     for number, line in enumerate(lines, start=1):
-        line = line.rstrip()
+        line = line.rstrip().rstrip("\x1a")      # DOS end-of-file mark
         if not line.strip():
             terminated = True
             break

@@ -37,8 +37,8 @@ ALL_ATOM_RESTRAINTS = frozenset({"DELU", "SIMU", "RIGU", "ISOR", "BUMP"})
 PASSTHROUGH = frozenset("""
 ACTA BOND CONF FMAP PLAN LIST MORE SIZE HTAB RTAB MPLA FREE BIND CONN
 MOLE HFIX ANIS DAMP STIR WPDB XNPD GRID SPEC LAUE NEUT ABIN ANSC ANSR
-PRIG TWST WIGL MOVE TIME HOPE BLOC_IGNORED
-""".split()) - {"BLOC_IGNORED"}
+PRIG TWST WIGL MOVE TIME HOPE
+""".split())
 
 #: Every instruction name the reader knows; any other first word is an atom.
 INSTRUCTIONS = PASSTHROUGH | RESTRAINTS | frozenset("""
@@ -89,7 +89,7 @@ def _read_text(path):
         raise ShelxSyntaxError(path, None, "file not found") from None
     except OSError as err:
         raise ShelxSyntaxError(path, None, f"cannot be read: {err.strerror}") from None
-    bad = re.search(rb"[\x00-\x08\x0e-\x1f\x7f]", data)
+    bad = re.search(rb"[\x00-\x08\x0b\x0e-\x19\x1b-\x1f\x7f]", data)
     if bad is not None:
         line = data.count(b"\n", 0, bad.start()) + 1
         raise ShelxSyntaxError(path, line, f"not a text file (byte 0x{data[bad.start()]:02x} "
@@ -102,7 +102,7 @@ def _read_text(path):
 
 def _logical_lines(text):
     """Yield instructions as :class:`_Line`, stopping at END."""
-    lines = text.splitlines()
+    lines = re.split(r"\r\n|\r|\n", text)
     i = 0
     while i < len(lines):
         raw = lines[i]
@@ -111,6 +111,9 @@ def _logical_lines(text):
         if not raw.strip() or raw[0] in " \t":
             continue
         first = raw.split()[0].upper()
+        if first.startswith("+"):
+            yield _Line(number, "+", "", [raw[1:].strip()], raw)
+            continue
         if first == "TITL" or re.match(r"REM(\W|$)", first):
             name = "TITL" if first == "TITL" else "REM"
             yield _Line(number, name, "", [], raw.rstrip())
@@ -181,11 +184,13 @@ class _Reader:
             if self.after_hklf and line.name not in ("REM", "TITL"):
                 self.warn(line.number, f"{line.name} after HKLF is ignored (SHELXL stops reading at HKLF)")
                 continue
-            if line.name in INSTRUCTIONS:
+            if line.name == "+":
+                self.include(line)
+            elif line.name in INSTRUCTIONS:
                 getattr(self, "do_" + line.name.replace(".", "_"), self.do_passthrough)(line)
             else:
                 self.do_atom(line)
-        self.close_afix(None)
+        self.close_afix()
 
     def do_passthrough(self, line):
         if line.name in RESTRAINTS:
@@ -198,6 +203,10 @@ class _Reader:
 
     def do_REM(self, line):
         pass
+
+    def include(self, line):
+        raise self.error(line.number, f"include file {line.args[0]!r}: '+filename' includes are not "
+                                      "supported (copy the file's instructions in)", UnsupportedInstruction)
 
     def do_TITL(self, line):
         self.title = line.text[4:].strip()
@@ -446,7 +455,7 @@ class _Reader:
         values = self.numbers(line, line.args, "mn [d sof U]")
         mn = int(values[0]) if values else 0
         mm, n = divmod(mn, 10)
-        self.close_afix(line.number)
+        self.close_afix()
         if mn == 0:
             return
         if len(values) > 2:
@@ -480,7 +489,7 @@ class _Reader:
                 return i
         return None
 
-    def close_afix(self, line_number):
+    def close_afix(self):
         while self.afix_stack:
             group = self.afix_stack.pop()
             if group["expected"] and len(group["atoms"]) != group["expected"] and group["kind"] == "riding":
@@ -527,7 +536,7 @@ class _Reader:
         if self.afix_stack:
             group = self.afix_stack[-1]
             if group["kind"] == "riding" and len(group["atoms"]) == group["expected"]:
-                self.close_afix(line.number)
+                self.close_afix()
 
 
 def read_ins(path, *, special_position_tolerance=0.1):
@@ -686,8 +695,8 @@ class _Builder:
                 occupancy = v * order
                 code = m.ParameterCode(code.kind)
             if occupancy > 1.0 + 1e-3 or occupancy < -1e-6:
-                r.warn(rec.line, f"atom {rec.label}: occupancy {occupancy:.5f} (sof {v:.5f} × site order "
-                                 f"{order}) outside [0, 1]")
+                r.warn(rec.line, f"atom {rec.label}: occupancy {occupancy:.5f} (site-symmetry order "
+                                 f"{order} divided out of the sof) is outside [0, 1]")
             u_values = rec.values[4:]
             u_parent = None
             if riding_parent is not None:
@@ -706,7 +715,7 @@ class _Builder:
                 u_codes = tuple(decoded[k][1] for k in perm)
                 u_iso = None
             result.append(m.Scatterer(
-                label=rec.label, type_index=rec.sfac, site_frac=sites[i], site_codes=site_codes[i],
+                label=rec.label, type_index=rec.sfac, site_frac=sites[i].copy(), site_codes=site_codes[i],
                 occupancy=occupancy, occupancy_code=code, u_iso=u_iso, u_cif=u_cif, u_codes=u_codes,
                 u_parent=u_parent, part=part, residue_number=residue,
                 residue_class=r.residues.get(residue, ""), afix=afix, site_order=order))

@@ -189,3 +189,18 @@ def test_missing_cell_or_sfac(tmp_path):
     path = write(tmp_path, "TITL x\nSFAC C\nUNIT 1\nC1 1 0.1 0.2 0.3\n")
     with pytest.raises(smtbx.ShelxSyntaxError, match="no CELL instruction"):
         smtbx.read_ins(path)
+
+
+def test_include_files_are_refused(tmp_path):
+    error(tmp_path, "+restraints.inc\n", line=9, match="includes are not supported",
+          cls=smtbx.UnsupportedInstruction)
+
+
+def test_line_ends(tmp_path):
+    body = "FVAR 1\nC1 1 0.1 0.2 0.3 11 0.01 0.02 =\n 0.03 0 0 0\nHKLF 4\nEND\n"
+    for sep in ("\r\n", "\r"):
+        mdl = smtbx.read_ins(write(tmp_path, (HEADER + body).replace("\n", sep)))
+        assert mdl.scatterers[0].u_cif.tolist() == [0.01, 0.02, 0.03, 0, 0, 0]
+    path = write(tmp_path, b"   1   0   0  323.11   10.61\r   2   0   0  314.68   10.15\r\x1a", "t.hkl", "b")
+    obs = smtbx.read_hkl(path)
+    assert obs.n_lines == 2 and obs.fo_sq.tolist() == [323.11, 314.68]

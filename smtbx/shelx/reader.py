@@ -33,12 +33,26 @@ RESTRAINTS = frozenset(codes.RESTRAINT_PARAMETERS)
 #: Restraints that apply to every non-hydrogen atom when they name none.
 ALL_ATOM_RESTRAINTS = frozenset({"DELU", "SIMU", "RIGU", "ISOR", "BUMP"})
 
+#: Passed-through instructions that would change the model or the data if
+#: applied: kept as written, with a warning.
+NOT_APPLIED = {
+    "HFIX": "hydrogen atoms are not generated",
+    "ANIS": "atoms are not made anisotropic",
+    "MOVE": "the atoms are not moved",
+    "NEUT": "neutron scattering is not used",
+    "SPEC": "the special-position tolerance is read_ins's special_position_tolerance",
+    "LAUE": "Laue wavelengths are not used",
+    "ABIN": "Babinet solvent correction is not applied",
+    "ANSC": "anisotropic scaling is not applied",
+    "ANSR": "anisotropic scaling is not applied",
+    "XNPD": "the ADP limit is not applied",
+}
+
 #: Instructions kept verbatim (they do not change the model).
 PASSTHROUGH = frozenset("""
 ACTA BOND CONF FMAP PLAN LIST MORE SIZE HTAB RTAB MPLA FREE BIND CONN
-MOLE HFIX ANIS DAMP STIR WPDB XNPD GRID SPEC LAUE NEUT ABIN ANSC ANSR
-PRIG TWST WIGL MOVE TIME HOPE
-""".split())
+MOLE DAMP STIR WPDB GRID PRIG TWST WIGL TIME HOPE
+""".split()) | frozenset(NOT_APPLIED)
 
 #: Every instruction name the reader knows; any other first word is an atom.
 INSTRUCTIONS = PASSTHROUGH | RESTRAINTS | frozenset("""
@@ -196,8 +210,8 @@ class _Reader:
         if line.name in RESTRAINTS:
             self.pending.append(_Pending(line, self.residue, len(self.atoms), self.defs))
         else:
-            if line.name == "HFIX":
-                self.warn(line.number, "HFIX kept as written: hydrogen atoms are not generated")
+            if line.name in NOT_APPLIED:
+                self.warn(line.number, f"{line.name} kept as written: {NOT_APPLIED[line.name]}")
             self.instructions.other.append(m.RawInstruction(
                 line.name + ("_" + line.suffix if line.suffix else ""), line.args, line.number))
 

@@ -204,3 +204,12 @@ def test_line_ends(tmp_path):
     path = write(tmp_path, b"   1   0   0  323.11   10.61\r   2   0   0  314.68   10.15\r\x1a", "t.hkl", "b")
     obs = smtbx.read_hkl(path)
     assert obs.n_lines == 2 and obs.fo_sq.tolist() == [323.11, 314.68]
+
+
+def test_instructions_not_applied_are_reported(tmp_path):
+    mdl = read(tmp_path, "ANIS\nHFIX 43 C1\nFMAP 2\nFVAR 1\nC1 1 0.1 0.2 0.3\n")
+    assert [(w.line, w.message) for w in mdl.warnings] == [
+        (9, "ANIS kept as written: atoms are not made anisotropic"),
+        (10, "HFIX kept as written: hydrogen atoms are not generated")]
+    assert [(r.name, r.args) for r in mdl.instructions.other] == [("ANIS", []), ("HFIX", ["43", "C1"]),
+                                                                  ("FMAP", ["2"])]

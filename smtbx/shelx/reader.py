@@ -11,6 +11,24 @@ instruction stands in (or in every residue of the class its suffix names).
 Everything the reader does not use as written is reported in
 ``Model.warnings`` with its line number; what it cannot read raises
 :class:`~smtbx.errors.ShelxSyntaxError` naming the file and line.
+
+Rules taken where the SHELXL manual is terse (each covered by a test on the
+shared data):
+
+* ``>``/``<`` ranges run through the atom list in file order and skip
+  hydrogen atoms between their ends;
+* SAME matches its atoms with the non-hydrogen atoms that follow it;
+  SAME_class restrains every residue of the class to the first one;
+* SADI_class and SADI_* form one set from the distances of all residues
+  (``SADI_CCF3 O1 C1`` makes the O1–C1 distances of all CCF3 residues
+  equal); other class restraints are applied residue by residue;
+* DEFS changes the defaults of the restraints that follow it; a missing
+  second σ is the first (DELU, RIGU) or twice the first (SAME, SIMU, ISOR);
+  SIMU's dmax defaults to 2.0 Å;
+* PART n sof overrides the sof of the atoms that follow until the next PART;
+* a negative U_iso between −0.5 and −5 rides on the last atom read whose U
+  is not riding; AFIX groups for hydrogens end after their number of atoms
+  (or at the next AFIX).
 """
 
 import os
@@ -48,7 +66,7 @@ NOT_APPLIED = {
     "XNPD": "the ADP limit is not applied",
 }
 
-#: Instructions kept verbatim (they do not change the model).
+#: Instructions kept verbatim (those in NOT_APPLIED with a warning).
 PASSTHROUGH = frozenset("""
 ACTA BOND CONF FMAP PLAN LIST MORE SIZE HTAB RTAB MPLA FREE BIND CONN
 MOLE DAMP STIR WPDB GRID PRIG TWST WIGL TIME HOPE

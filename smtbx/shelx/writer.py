@@ -249,13 +249,14 @@ class _Writer:
     def atom_lines(self, s):
         xyz = [codes.encode(v, c) for v, c in zip(s.site_frac, s.site_codes)]
         sof = codes.encode(s.occupancy, s.occupancy_code, 1.0 / s.site_order)
-        head = f"{s.label:<5s}{s.type_index + 1:3d} " + " ".join(f"{v:11.6f}" for v in xyz) + f" {sof:11.5f}"
+        # SHELXL's own layout: at most 79 columns for labels of up to 4 characters
+        head = f"{s.label:<4s} {s.type_index + 1:2d}" + "".join(f"{v:12.6f}" for v in xyz) + f"{sof:12.5f}"
         if s.u_cif is not None:
             u = [codes.encode(s.u_cif[k], s.u_codes[k]) for k in _SHELX_U]
-            return [head + " " + " ".join(f"{v:10.5f}" for v in u[:2]) + " =",
-                    "    " + " ".join(f"{v:10.5f}" for v in u[2:])]
+            return [head + "".join(f"{v:11.5f}" for v in u[:2]) + " =",
+                    "     " + "".join(f"{v:11.5f}" for v in u[2:])]
         u = codes.encode(s.u_iso, s.u_codes[0])
-        return [head + f" {u:10.5f}"]
+        return [head + f"{u:11.5f}"]
 
     def footer(self):
         h = self.model.instructions.hklf

@@ -289,6 +289,11 @@ def test_part_qualified_names(small_data):
     assert [[x.upper() for x in labels(mdl, p)] for p in sadi.groups] == \
         [["N4A", "SI2A"], ["N4A", "SI2B"], ["N4B", "SI2A"], ["N4B", "SI2B"]]
     assert sadi.sigmas == (0.02,)
+    # the SADI listing SHELXL wrote after END is not read
+    lines = (small_data / "cc_invtwin" / "disorder.res").read_text().splitlines()
+    end = next(i for i, line in enumerate(lines, 1) if line.split()[:1] == ["END"])
+    assert any(line.startswith("SADI") for line in lines[end:])
+    assert max(r.line for r in mdl.restraints) < end
 
 
 def test_riding_groups_named_by_geometry(small_data):

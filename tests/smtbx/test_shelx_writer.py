@@ -97,6 +97,7 @@ def test_round_trip(small_data, tmp_path, name):
     smtbx.write_res(second, tmp_path / "again.res")
     assert (tmp_path / "again.res").read_text() == out.read_text()
     assert sorted(os.listdir(tmp_path)) == ["again.res", "model.res"]   # no temporary files left
+    assert max(len(line) for line in out.read_text().splitlines()) <= 79   # SHELX line length
 
 
 def test_writer_restores_shelx_conventions(small_data, tmp_path):

@@ -213,3 +213,34 @@ def test_instructions_not_applied_are_reported(tmp_path):
         (10, "HFIX kept as written: hydrogen atoms are not generated")]
     assert [(r.name, r.args) for r in mdl.instructions.other] == [("ANIS", []), ("HFIX", ["43", "C1"]),
                                                                   ("FMAP", ["2"])]
+
+
+def test_atom_list_syntax(tmp_path):
+    mdl = read(tmp_path, """FVAR 1
+SIMU C1>C3
+RIGU C2 < C1 LAST
+FLAT C1_*
+SAME C1 H1 > C3
+C1 1 0.1 0.2 0.3
+H1 2 0.1 0.3 0.3
+C2 1 0.2 0.2 0.3
+C3 1 0.3 0.2 0.3
+RESI 1 ABC
+C1 1 0.5 0.2 0.3
+C4 1 0.6 0.2 0.3
+C5 1 0.7 0.2 0.3
+O1 3 0.8 0.2 0.3
+""")
+    simu, rigu, flat, same = mdl.restraints
+    name = lambda refs: [(mdl.scatterers[a.index].label, mdl.scatterers[a.index].residue_number) for a in refs]
+    assert name(simu.groups[0]) == [("C1", 0), ("C2", 0), ("C3", 0)]          # glued '>' and no H inside
+    assert name(rigu.groups[0]) == [("C2", 0), ("C1", 0), ("O1", 1)]          # '<' backwards, LAST
+    assert name(flat.groups[0]) == [("C1", 0), ("C1", 1)]                      # C1 in every residue
+    assert name(same.groups[0]) == [("C1", 0), ("C2", 0), ("C3", 0)]           # H ignored by SAME
+    assert name(same.groups[1]) == [("C1", 0), ("C2", 0), ("C3", 0)]
+
+
+def test_bare_sadi_is_a_listing_request(tmp_path):
+    mdl = read(tmp_path, "SADI\nFVAR 1\nC1 1 0.1 0.2 0.3\n")
+    assert mdl.restraints == [] and mdl.warnings == []
+    assert [(r.name, r.args) for r in mdl.instructions.other] == [("SADI", [])]

@@ -940,7 +940,7 @@ class _Builder:
             values_b = other.u_cif if other.u_cif is not None else np.array([other.u_iso or 0.0])
             if not same_kind or not np.allclose(values_a, values_b, atol=1.5e-5):
                 self.r.warn(p.line.number, f"EADP {self.name(first)} {self.name(other)}: the file gives different "
-                                           "U values (SHELXL did not apply it); the first atom's U is shared")
+                                           "U values (SHELXL did not apply this EADP)")
 
     @staticmethod
     def name(s):

@@ -22,10 +22,6 @@ from . import codes
 _SHELX_U = (0, 1, 2, 5, 4, 3)
 
 
-def _num(x, decimals=5):
-    return f"{x:.{decimals}f}"
-
-
 def _wrap(words, indent="    ", width=78):
     """Join words into SHELX lines of at most ``width`` characters, with '=' continuations."""
     lines, current = [], words[0]

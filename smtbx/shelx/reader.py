@@ -502,12 +502,12 @@ class _Reader:
         elif n in (6, 9) and mm in codes.RIGID_SHAPE:
             pivot, kind, expected = None, "rigid", codes.RIGID_COUNT[mm]
         elif n == 5 and mm in codes.RIGID_SHAPE:
-            # AFIX m5: the atoms that follow belong to the last rigid group.
-            if not self.groups or self.groups[-1]["kind"] != "rigid":
-                raise self.error(line.number, f"AFIX {mn}: no rigid group to continue")
-            group = self.groups.pop()
-            group["line"] = line.number
-            self.afix_stack.append(group)
+            # AFIX m5: the atoms that follow belong to the last rigid group
+            # (after riding hydrogens on its atoms).
+            rigid = [k for k, g in enumerate(self.groups) if g["kind"] == "rigid"]
+            if not rigid or self.groups[rigid[-1]]["m"] != mm:
+                raise self.error(line.number, f"AFIX {mn}: no rigid group AFIX {mm}6 or {mm}9 to continue")
+            self.afix_stack.append(self.groups.pop(rigid[-1]))
             return
         else:
             raise self.error(line.number, f"AFIX {mn}: m = {mm}, n = {n} is not supported "

@@ -40,6 +40,13 @@ cdef extern from "_sfkernel.h" nogil:
     void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
                        const double *site, const double *u_star, int n_acc,
                        double *acc)
+    void sfk_add_atom_to_f(int nb, int centric, double w, double fp, double fdp,
+                           const double *f0, const double *acc, const double *tiso,
+                           double *fr, double *fi)
+    void sfk_atom_derivatives(int nb, int centric, double w, double sw, double fp,
+                              double fdp, const double *f0, const double *s2,
+                              const double *acc, const double *tiso,
+                              const double *cr, const double *ci, double *d)
     void sfk_exp(int n, double scale, const double *x, double *y)
     void sfk_sincos_2pi(int n, const double *u, double *s, double *c)
 
@@ -168,103 +175,65 @@ cdef void _block_setup(const Problem *p, Block *b, int j0, int nb) noexcept nogi
                 b.f0[t * nb + j] += p.ff_a[t * p.n_gauss + g] * b.tmp[j]
 
 
-cdef void _atom_sums(const Problem *p, const Block *b, int a, int n_acc,
-                     double *acc, double *tiso) noexcept nogil:
-    """The operation sums of atom a (see _sfkernel.h) and, for an isotropic
-    atom, its Debye-Waller factor per reflection in tiso (1 when anisotropic)."""
-    cdef int j
+cdef const double *_atom_sums(const Problem *p, const Block *b, int a, int n_acc,
+                              double *acc, double *tiso) noexcept nogil:
+    """The operation sums of atom a (see _sfkernel.h) into acc; for an
+    isotropic atom its Debye-Waller factor per reflection into tiso.  Returns
+    tiso, or NULL for an anisotropic atom (whose factor is in the sums)."""
     if p.aniso[a]:
         sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, p.u_star + 6 * a,
                       n_acc, acc)
-        for j in range(b.nb):
-            tiso[j] = 1.0
-    else:
-        sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, NULL,
-                      SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, acc)
-        sfk_exp(b.nb, -TWO_PI_SQ * p.u_iso[a], b.s2, tiso)
+        return NULL
+    sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, NULL,
+                  SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, acc)
+    sfk_exp(b.nb, -TWO_PI_SQ * p.u_iso[a], b.s2, tiso)
+    return tiso
 
 
-cdef void _add_atom_to_f(const Problem *p, const Block *b, int a, const double *acc,
-                         const double *tiso, double *fr, double *fi) noexcept nogil:
+cdef inline void _add_atom_to_f(const Problem *p, const Block *b, int a, const double *acc,
+                                const double *tiso, double *fr, double *fi) noexcept nogil:
     """fr + i fi += w_a f_a g_a (before the factor K P)."""
-    cdef int j, nb = b.nb
-    cdef double w = p.occ[a] * p.site_weight[a]
-    cdef double gr, gi, ffr, ffi = p.fdp[a]
-    cdef const double *f0 = b.f0 + nb * p.type_index[a]
-    for j in range(nb):
-        if p.path == 0:
-            gr = acc[j] * tiso[j]
-            gi = acc[nb + j] * tiso[j]
-        else:
-            gr = 2.0 * acc[j] * tiso[j]
-            gi = 0.0
-        ffr = f0[j] + p.fp[a]
-        fr[j] += w * (ffr * gr - ffi * gi)
-        fi[j] += w * (ffr * gi + ffi * gr)
-
-
-cdef inline double _re_mul(double ar, double ai, double br, double bi, bint centric) noexcept nogil:
-    """Re(a z) where z = b, or z = 2 Re(b) on a centric path."""
-    if centric:
-        return 2.0 * ar * br
-    return ar * br - ai * bi
+    sfk_add_atom_to_f(b.nb, p.path != 0, p.occ[a] * p.site_weight[a], p.fp[a], p.fdp[a],
+                      b.f0 + b.nb * p.type_index[a], acc, tiso, fr, fi)
 
 
 cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double *acc,
                           const double *tiso, const double *cr, const double *ci,
-                          const int *cols, double *out, Py_ssize_t out_stride) noexcept nogil:
+                          const int *cols, double *d, double *out,
+                          Py_ssize_t out_stride) noexcept nogil:
     """out[j * out_stride + cols[slot]] += Re(c_j dF_j / d p_slot) for the
     parameters of atom a (cols[slot] < 0: not a parameter); c_j = cr + i ci
-    already includes the factor K P of the reflection."""
-    cdef int j, k, nb = b.nb
-    cdef bint centric = p.path != 0
-    cdef bint aniso = p.aniso[a]
+    already includes the factor K P of the reflection.  d: scratch (13, nb)."""
+    cdef int j, k, col, nb = b.nb
+    cdef double total
     cdef double sw = p.site_weight[a]
-    cdef double w = p.occ[a] * sw
-    cdef double T, gr, gi, ffr, ffi = p.fdp[a], pfr, pfi, qr, qi, s2
-    cdef double *o
-    cdef const double *f0 = b.f0 + nb * p.type_index[a]
-    cdef double u_factor
-    for j in range(nb):
-        o = out + j * out_stride
-        T = tiso[j]
-        gr = acc[j] * T
-        gi = acc[nb + j] * T
-        ffr = f0[j] + p.fp[a]
-        pfr = cr[j] * ffr - ci[j] * ffi     # c f
-        pfi = cr[j] * ffi + ci[j] * ffr
-        qr = w * pfr                         # c w f
-        qi = w * pfi
-        if cols[SLOT_OCC] >= 0:
-            o[cols[SLOT_OCC]] += sw * _re_mul(pfr, pfi, gr, gi, centric)
-        if cols[SLOT_FP] >= 0:
-            o[cols[SLOT_FP]] += w * _re_mul(cr[j], ci[j], gr, gi, centric)
-        if cols[SLOT_FDP] >= 0:            # d f / d f'' = i
-            o[cols[SLOT_FDP]] += w * _re_mul(-ci[j], cr[j], gr, gi, centric)
-        for k in range(3):                   # d g / d x_k = 2 pi i G_k
-            if cols[SLOT_X + k] >= 0:
-                o[cols[SLOT_X + k]] += _re_mul(qr, qi, -TWO_PI * T * acc[(3 + 2 * k) * nb + j],
-                                               TWO_PI * T * acc[(2 + 2 * k) * nb + j], centric)
-        if aniso:
-            for k in range(6):               # d g / d U*_kl = -2 pi^2 (2 - delta_kl) G_kl
-                if cols[SLOT_U_STAR + k] >= 0:
-                    u_factor = -TWO_PI_SQ * (1.0 if k < 3 else 2.0)
-                    o[cols[SLOT_U_STAR + k]] += u_factor * _re_mul(
-                        qr, qi, acc[(8 + 2 * k) * nb + j], acc[(9 + 2 * k) * nb + j], centric)
-        elif cols[SLOT_U_ISO] >= 0:
-            s2 = b.s2[j]
-            o[cols[SLOT_U_ISO]] += -TWO_PI_SQ * s2 * _re_mul(qr, qi, gr, gi, centric)
+    sfk_atom_derivatives(nb, p.path != 0, p.occ[a] * sw, sw, p.fp[a], p.fdp[a],
+                         b.f0 + nb * p.type_index[a], b.s2, acc, tiso, cr, ci, d)
+    for k in range(N_SLOTS):
+        col = cols[k]
+        if col < 0 or (k == SLOT_U_ISO and tiso == NULL) or \
+                (SLOT_U_STAR <= k < SLOT_OCC and tiso != NULL):
+            continue
+        if out_stride == 0:
+            total = 0.0
+            for j in range(nb):
+                total = total + d[k * nb + j]
+            out[col] += total
+        else:
+            for j in range(nb):
+                out[j * out_stride + col] += d[k * nb + j]
 
 
 cdef void _f_calc_block(const Problem *p, Block *b, double *acc, double *tiso,
                         double *fr, double *fi, double *f_out) noexcept nogil:
     cdef int a, j
     cdef double r, i
+    cdef const double *t
     memset(fr, 0, sizeof(double) * b.nb)
     memset(fi, 0, sizeof(double) * b.nb)
     for a in range(p.n_atoms):
-        _atom_sums(p, b, a, SFK_N_REAL if p.path != 0 else SFK_N_VALUE, acc, tiso)
-        _add_atom_to_f(p, b, a, acc, tiso, fr, fi)
+        t = _atom_sums(p, b, a, SFK_N_REAL if p.path != 0 else SFK_N_VALUE, acc, tiso)
+        _add_atom_to_f(p, b, a, acc, t, fr, fi)
     for j in range(b.nb):
         r = b.kr[j] * fr[j] - b.ki[j] * fi[j]
         i = b.kr[j] * fi[j] + b.ki[j] * fr[j]
@@ -501,13 +470,15 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
     cdef int ib, nb, a, j, tid
     cdef double *accs
     cdef double *tisos
+    cdef double *d
+    cdef const double *t
     cdef double *fr
     cdef double *fi
     cdef double *cr
     cdef double *ci
     cdef double fre, fim, i_sq, mod, yy, d_i, d_x, q, ex, re_c, im_c
     cdef Block *b
-    cdef Py_ssize_t acc_doubles = <Py_ssize_t> NB * (SFK_N_ANISO + 1) * p.n_atoms
+    cdef Py_ssize_t acc_doubles = <Py_ssize_t> NB * ((SFK_N_ANISO + 1) * p.n_atoms + N_SLOTS)
     n_threads = max(1, n_threads)
     cdef _Workspace ws = _Workspace(n_threads, _block_doubles(&p) + 5 * NB + acc_doubles)
     cdef int x_col = extinction_column
@@ -525,13 +496,13 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
         ci = cr + NB
         accs = ci + NB
         tisos = accs + <Py_ssize_t> NB * SFK_N_ANISO * p.n_atoms
+        d = tisos + <Py_ssize_t> NB * p.n_atoms
         memset(fr, 0, sizeof(double) * NB)
         memset(fi, 0, sizeof(double) * NB)
         for a in range(p.n_atoms):
-            _atom_sums(&p, b, a, _n_acc(&p, a), accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
-                       tisos + a * nb)
-            _add_atom_to_f(&p, b, a, accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
-                           tisos + a * nb, fr, fi)
+            t = _atom_sums(&p, b, a, _n_acc(&p, a), accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
+                           tisos + a * nb)
+            _add_atom_to_f(&p, b, a, accs + <Py_ssize_t> a * SFK_N_ANISO * nb, t, fr, fi)
         for j in range(nb):
             fre = b.kr[j] * fr[j] - b.ki[j] * fi[j]
             fim = b.kr[j] * fi[j] + b.ki[j] * fr[j]
@@ -567,7 +538,7 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
                 rows_ptr[(b.j0 + j) * n_params + x_col] += d_x
         for a in range(p.n_atoms):
             _add_atom_terms(&p, b, a, accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
-                            tisos + a * nb, cr, ci, &cols_v[a, 0],
+                            NULL if p.aniso[a] else tisos + a * nb, cr, ci, &cols_v[a, 0], d,
                             rows_ptr + b.j0 * n_params, n_params)
 
 
@@ -612,11 +583,13 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
     cdef int n_blocks = (p.m + NB - 1) // NB
     cdef int ib, nb, a, j, tid
     cdef double *acc
+    cdef double *d
+    cdef const double *t
     cdef double *tiso
     cdef double *cr
     cdef double *ci
     cdef Block *b
-    cdef _Workspace ws = _Workspace(n_threads, _block_doubles(&p) + 4 * NB + NB * SFK_N_ANISO)
+    cdef _Workspace ws = _Workspace(n_threads, _block_doubles(&p) + NB * (4 + SFK_N_ANISO + N_SLOTS))
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="static"):
         tid = threadid()
         b = ws.block(tid)
@@ -627,10 +600,11 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
         ci = cr + NB
         tiso = ci + NB
         acc = tiso + NB
+        d = acc + NB * SFK_N_ANISO
         for j in range(nb):   # c = (dT/dA - i dT/dB) K P
             cr[j] = da_v[b.j0 + j] * b.kr[j] + db_v[b.j0 + j] * b.ki[j]
             ci[j] = da_v[b.j0 + j] * b.ki[j] - db_v[b.j0 + j] * b.kr[j]
         for a in range(p.n_atoms):
-            _atom_sums(&p, b, a, _n_acc(&p, a), acc, tiso)
-            _add_atom_terms(&p, b, a, acc, tiso, cr, ci, &cols_v[a, 0], &partial_v[tid, 0], 0)
+            t = _atom_sums(&p, b, a, _n_acc(&p, a), acc, tiso)
+            _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0)
     return partial.sum(axis=0)[:n_params]

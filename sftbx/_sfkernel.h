@@ -36,6 +36,27 @@ void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
                    const double *site, const double *u_star, int n_acc,
                    double *acc);
 
+/* fr + i fi += w f g for one atom (the structure factor before the factor
+ * K P of the reflection), with f = f0[j] + fp + i fdp and
+ *   non-centric  g = (acc[0][j] + i acc[1][j]) tiso[j]
+ *   centric      g = 2 acc[0][j] tiso[j]
+ * tiso NULL means 1 (anisotropic atom). */
+void sfk_add_atom_to_f(int nb, int centric, double w, double fp, double fdp,
+                       const double *f0, const double *acc, const double *tiso,
+                       double *fr, double *fi);
+
+/* The 13 derivatives Re(c_j dF_j/dp) of one atom, p = x, y, z, u_iso, U*11,
+ * U*22, U*33, U*12, U*13, U*23, occupancy, f', f'' (the slots of a parameter
+ * map), into d[13][nb]; rows for u_iso (anisotropic atom) or U* (isotropic
+ * atom) are left untouched.  c = cr + i ci includes the factor K P; w is
+ * occupancy * site weight, sw the site weight; s2 = |h*|^2; acc holds the
+ * sums of sfk_atom_sums (SFK_N_ANISO rows when anisotropic, else SFK_N_SITE);
+ * tiso as for sfk_add_atom_to_f. */
+void sfk_atom_derivatives(int nb, int centric, double w, double sw, double fp,
+                          double fdp, const double *f0, const double *s2,
+                          const double *acc, const double *tiso,
+                          const double *cr, const double *ci, double *d);
+
 /* y[j] = exp(scale * x[j]) for j < n (scale * x <= 709 expected). */
 void sfk_exp(int n, double scale, const double *x, double *y);
 

@@ -92,15 +92,21 @@ class Scatterers:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             self._fail(i, f"u_iso must be finite and >= 0, got {self.u_iso[i]}")
-        for i in np.flatnonzero(self.aniso):
-            u = self.u_star[i]
-            if not np.isfinite(u).all():
-                self._fail(i, f"u_star is not finite: {u}")
-            m = np.array([[u[0], u[3], u[4]], [u[3], u[1], u[5]], [u[4], u[5], u[2]]])
-            try:
-                np.linalg.cholesky(m)
-            except np.linalg.LinAlgError:
-                self._fail(i, f"u_star (11,22,33,12,13,23) = {u} is not positive definite")
+        aniso = np.flatnonzero(self.aniso)
+        u = self.u_star[aniso]
+        bad = ~np.isfinite(u).all(axis=1)
+        if bad.any():
+            i = int(aniso[np.flatnonzero(bad)[0]])
+            self._fail(i, f"u_star is not finite: {self.u_star[i]}")
+        mats = u[:, [0, 3, 4, 3, 1, 5, 4, 5, 2]].reshape(-1, 3, 3)
+        # positive definite: the leading principal minors are positive
+        minors = np.stack([mats[:, 0, 0], mats[:, 0, 0] * mats[:, 1, 1] - mats[:, 0, 1]**2,
+                           np.linalg.det(mats)], axis=1) if len(u) else np.ones((0, 3))
+        bad = ~(minors > 0).all(axis=1)
+        if bad.any():
+            i = int(aniso[np.flatnonzero(bad)[0]])
+            self._fail(i, f"u_star (11,22,33,12,13,23) = {self.u_star[i]} is not positive "
+                          f"definite")
 
     def types(self):
         """The distinct scattering types and the index of each atom's type.

@@ -50,6 +50,11 @@ def dispersion(model):
     return fp, fdp, source
 
 
+def _name(atom):
+    """The atom's name as SHELXL writes it in listings (``F4_2`` in residue 2)."""
+    return f"{atom.label}_{atom.residue_number}" if atom.residue_number else atom.label
+
+
 def scatterers(model):
     """The model's atoms as an ``sftbx.Scatterers`` table.
 
@@ -72,9 +77,9 @@ def scatterers(model):
     try:
         table = sftbx.Scatterers(elements, model.sites_frac, model.occupancies, model.u_iso,
                                  u_star=model.u_star, aniso=model.anisotropic, fp=fp[types],
-                                 fdp=fdp[types], labels=[a.label for a in atoms])
+                                 fdp=fdp[types], labels=[_name(a) for a in atoms])
     except sftbx.ScatteringError as err:
-        raise ShelxSyntaxError(model.source, None, str(err)) from None
+        raise ShelxSyntaxError(model.source, None, " ".join(str(err).split())) from None
     multiplicities = model.space_group.order_z / model.site_orders.astype(np.float64)
     return table, multiplicities
 

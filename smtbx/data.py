@@ -18,9 +18,11 @@ HKLF 5 data are not merged: each measured reflection is a group of lines
 number).  Absent components contribute nothing and are dropped; a group
 whose components are all absent is dropped, as SHELXL does.
 
-The threshold s of ``OMIT s 2θ`` is not applied: SHELXL since 2013 refines
-against all data whatever s says (the reflection counts of every shared
-data set confirm it).
+The threshold s of ``OMIT s 2θ`` (older SHELXL: Fo² < sσ flagged as
+unobserved) is not applied: every reflection enters the counts and the
+figures.  The counts of every shared data set equal SHELXL's that way (alga
+keeps its three merged reflections below −3σ); none of them has a published
+wR2 that could tell whether SHELXL leaves such reflections out of wR2.
 """
 
 from dataclasses import dataclass, field

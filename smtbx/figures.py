@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .data import reduce_observations
+from .model import FreeVariableSum
 from .structure import calculated_intensities
 
 
@@ -156,7 +157,6 @@ def restraint_count(model):
     the count is given only for models with no restraint or SUMP
     instruction: it is then the number of floating-origin restraints.
     """
-    from .model import FreeVariableSum
     if model.restraints or model.constraints_of_type(FreeVariableSum):
         return None
     return floating_origin_directions(model.space_group)

@@ -220,3 +220,16 @@ def test_explicit_sfac_coefficients(small_data):
                                        ("P 31 c", 1), ("P -1", 0), ("I -4 3 d", 0), ("P 4 m m", 1)])
 def test_floating_origin_directions(symbol, n):
     assert floating_origin_directions(sgtbx.SpaceGroup(symbol)) == n
+
+
+def test_swat_solvent_correction(tmp_path):
+    # SHELXL: Fc is multiplied by 1 - g exp(-8 pi^2 U sin^2(theta)/lambda^2)
+    lines = [f"{h:4d}{k:4d}{l:4d}  100.00    1.00\n" for h, k, l in [(1, 0, 0), (1, 2, 3), (3, 1, 4)]]
+    plain = _model(tmp_path, "", ATOMS, lines)
+    data = reduce_observations(plain)
+    raw = calculated_intensities(plain, data)
+    swat = _model(tmp_path, "SWAT 0.8 2.5\n", ATOMS, lines)
+    stol_sq = swat.cell.s_squared(data.hkl) / 4
+    expected = raw * (1 - 0.8 * np.exp(-8 * np.pi**2 * 2.5 * stol_sq)) ** 2
+    np.testing.assert_allclose(calculated_intensities(swat, data), expected, rtol=1e-12)
+    assert np.all(expected < raw)

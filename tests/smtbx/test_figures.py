@@ -233,3 +233,13 @@ def test_swat_solvent_correction(tmp_path):
     expected = raw * (1 - 0.8 * np.exp(-8 * np.pi**2 * 2.5 * stol_sq)) ** 2
     np.testing.assert_allclose(calculated_intensities(swat, data), expected, rtol=1e-12)
     assert np.all(expected < raw)
+
+
+@pytest.mark.parametrize("name, n", [
+    ("sucrose_p21", 1), ("ed_cinch_p21", 1),        # polar P21: the floating-origin restraint
+    ("caf2_fm3m", 0), ("hmamg_p21c", 0), ("exti_c2m", 0), ("fecl_r3c", 0), ("nacl_fm3m", 0),
+    ("ru_p21c", 0),
+    ("bjk_p21212", None), ("musc_c2c", None),       # RIGU, BUMP: waits for restraintstbx
+])
+def test_restraint_counts_equal_shelxl_where_known(small_data, name, n):
+    assert restraint_count(load(small_data, name)[0]) == n

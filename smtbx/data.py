@@ -6,7 +6,8 @@ HKLF 4, in SHELXL's order:
    resolution range are dropped on reading (SHELXL: "rejected immediately
    on reading in");
 2. systematically absent reflections are removed;
-3. equivalents are merged with SHELXL's rule (:func:`merge_shelxl`), with
+3. equivalents are merged with SHELXL's rule (``sgtbx.merge_equivalents``
+   with ``rule="shelxl"``), with
    Friedel pairs kept apart in non-centrosymmetric groups (``MERG 2``, the
    default; ``MERG 3`` and ``4`` merge them, ``MERG 0`` merges nothing);
 4. ``OMIT h k l`` removes the merged reflection h k l (mapped into the
@@ -114,50 +115,6 @@ def friedel_kept_apart(model):
     return (not model.space_group.is_centric) and model.instructions.merg in (0, 2)
 
 
-def merge_shelxl(space_group, hkl, fo_sq, sig_fo_sq, anomalous):
-    """Merge equivalent reflections as SHELXL does.
-
-    The mean is weighted by w = I/σ² when I > 3σ and 3/σ otherwise; the
-    s.u. of the mean is the larger of (Σ 1/σ²)^-1/2 and the spread
-    Σ|I − <I>| / (n √(n − 1)) (n ≥ 2).  This spread estimate is SHELXL's
-    (and cctbx's ``merge_equivalents_shelx``): with it the number of
-    reflections with Fo² > 2σ equals SHELXL's on every shared data set.
-    ``sgtbx.merge_equivalents(rule="shelxl")`` estimates the spread as a
-    weighted standard deviation instead, which moves reflections across
-    the 2σ threshold, so it is not used here.
-
-    Parameters
-    ----------
-    space_group : sgtbx.SpaceGroup
-    hkl : int32 (n, 3)
-    fo_sq, sig_fo_sq : float64 (n,)
-        σ > 0.
-    anomalous : bool
-        Keep Friedel mates apart.
-
-    Returns
-    -------
-    hkl : int32 (m, 3)
-        In the asymmetric unit, sorted lexicographically.
-    fo_sq, sig_fo_sq : float64 (m,)
-    r_int : float
-        Σ|I − <I>| / Σ I over the groups of two or more.
-    """
-    mapped = sgtbx.map_to_asu(space_group, hkl, anomalous).hkl
-    unique, group, count = np.unique(mapped, axis=0, return_inverse=True, return_counts=True)
-    group = group.ravel()
-    w = np.where(fo_sq > 3 * sig_fo_sq, fo_sq / sig_fo_sq ** 2, 3 / sig_fo_sq)
-    mean = np.bincount(group, w * fo_sq) / np.bincount(group, w)
-    internal = 1 / np.sqrt(np.bincount(group, 1 / sig_fo_sq ** 2))
-    abs_dev = np.bincount(group, np.abs(fo_sq - mean[group]))
-    several = count > 1
-    spread = np.zeros(len(unique))
-    spread[several] = abs_dev[several] / (count[several] * np.sqrt(count[several] - 1))
-    total = np.bincount(group, fo_sq)[several].sum()
-    r_int = float(abs_dev[several].sum() / total) if total > 0 else 0.0
-    return (np.ascontiguousarray(unique, dtype=np.int32), mean, np.maximum(internal, spread), r_int)
-
-
 def _check_sigmas(model, obs, keep):
     bad = np.flatnonzero(keep & ~(obs.sig_fo_sq > 0))
     if len(bad):
@@ -213,7 +170,8 @@ def reduce_observations(model, observations=None):
     hkl, fo_sq, sig = hkl[~absent], fo_sq[~absent], sig[~absent]
     r_int = None
     if merg != 0 and len(hkl):
-        hkl, fo_sq, sig, r_int = merge_shelxl(sg, hkl, fo_sq, sig, anomalous)
+        merged = sgtbx.merge_equivalents(sg, hkl, fo_sq, sig, anomalous=anomalous, rule="shelxl")
+        hkl, fo_sq, sig, r_int = merged.hkl, merged.values, merged.sigmas, merged.r_int
     omitted = np.zeros(len(hkl), dtype=bool)
     if model.instructions.omit_hkl and len(hkl):
         targets = sgtbx.map_to_asu(sg, np.array(model.instructions.omit_hkl), anomalous).hkl

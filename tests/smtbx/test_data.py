@@ -6,7 +6,7 @@ import pytest
 
 import sgtbx
 import smtbx
-from smtbx.data import merge_shelxl, reduce_observations
+from smtbx.data import reduce_observations
 
 # name: (stem, reflections used, of which Fo² > 2σ) as SHELXL reports them
 # (REM lines of the .res or the CIF).  For HKLF 5 the reflections are the
@@ -89,31 +89,6 @@ def test_ed_cinch_count(small_data):
     # cctbx check also found.  The difference is not explained.
     _, data = reduced(small_data, "ed_cinch_p21")
     assert (len(data), data.n_gt) == (1287, 866)
-
-
-def test_merge_shelxl_by_hand():
-    sg = sgtbx.SpaceGroup("P 1 21 1")
-    hkl = np.array([[1, 2, 3], [-1, 2, -3], [1, 2, 3],      # equivalent in P21
-                    [2, 0, 1], [2, 0, 1],                    # weak
-                    [1, 1, 1], [-1, -1, -1]])                # Friedel mates
-    fo = np.array([100.0, 110.0, 90.0, 1.0, 2.0, 50.0, 60.0])
-    sig = np.array([5.0, 5.0, 5.0, 1.0, 1.0, 2.0, 2.0])
-    out_hkl, mean, sigma, r_int = merge_shelxl(sg, hkl, fo, sig, anomalous=True)
-    rows = {tuple(h): i for i, h in enumerate(out_hkl.tolist())}
-    assert len(rows) == 4
-    strong = rows[tuple(sgtbx.map_to_asu(sg, [[1, 2, 3]], True).hkl[0])]
-    expected = (100**2 + 110**2 + 90**2) / 300.0          # weights I/σ²
-    assert mean[strong] == pytest.approx(expected)
-    spread = (abs(100 - expected) + abs(110 - expected) + abs(90 - expected)) / (3 * np.sqrt(2))
-    assert spread > 5 / np.sqrt(3)
-    assert sigma[strong] == pytest.approx(spread)
-    weak = rows[tuple(sgtbx.map_to_asu(sg, [[2, 0, 1]], True).hkl[0])]
-    assert mean[weak] == pytest.approx(1.5)                # weights 3/σ, equal
-    assert sigma[weak] == pytest.approx(1 / np.sqrt(2))    # internal > spread 0.5
-    _, merged_friedel, _, _ = merge_shelxl(sg, hkl, fo, sig, anomalous=False)
-    assert len(merged_friedel) == 3
-    deviations = sum(abs(v - expected) for v in (100, 110, 90)) + 1.0
-    assert r_int == pytest.approx(deviations / (300 + 3))
 
 
 HEADER = """TITL test in P2(1)

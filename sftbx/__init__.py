@@ -1,1 +1,21 @@
-"""Structure factors and their derivatives (not built yet)."""
+"""sftbx: structure factors by direct summation and all their derivatives.
+
+Public names::
+
+    Scatterers, ParameterMap, SLOTS        the model as arrays; design-row columns
+    StructureFactors, structure_factors    F(h), design rows, target gradients
+    ShelxExtinction, y_calc                SHELXL's EXTI and Y = |F|^2 or |F|
+    form_factor_table, cromer_liberman     scattering tables (from gemmi)
+    ScatteringError                        bad input
+"""
+
+from .errors import ScatteringError
+from .scatterers import SLOTS, ParameterMap, Scatterers
+from .scattering import TABLES, cromer_liberman, form_factor_table, parse_scattering_type
+from .direct import ShelxExtinction, StructureFactors, structure_factors, y_calc
+
+__all__ = [
+    "ScatteringError", "SLOTS", "ParameterMap", "Scatterers", "TABLES", "cromer_liberman",
+    "form_factor_table", "parse_scattering_type", "ShelxExtinction", "StructureFactors",
+    "structure_factors", "y_calc",
+]

@@ -5,6 +5,8 @@
 # (int32 (n_c,3)), DEN = 24.  Indices are rows: the equivalent of h under
 # (R, t) is h R, and F(h R) = F(h) exp(-2 pi i h.t).
 
+import numpy as np
+
 from cython.parallel cimport prange
 from libc.math cimport NAN, M_PI, sqrt
 from libc.stdint cimport int64_t
@@ -296,3 +298,50 @@ def merge_sorted(const int64_t[::1] order, const int64_t[::1] starts, const doub
     sums[1] = total
     sums[2] = sum_sigma
     sums[3] = sum_mean
+
+
+def group_hkl(const int[:, ::1] hkl, int64_t max_bins, int64_t[::1] order_out,
+              int64_t[::1] starts_out):
+    """Group equal rows of hkl by a counting sort over the box they span:
+    order_out lists the row indices in lexicographic order of hkl (stable),
+    starts_out[g] where group g begins (with a final entry n).  Returns the
+    number of groups, or -1 if the box has more than max_bins cells."""
+    cdef Py_ssize_t i, j, n = hkl.shape[0]
+    cdef int low[3]
+    cdef int high[3]
+    cdef int64_t b, total = 0, groups = 0, n_bins
+    cdef int64_t[::1] offsets
+    if n == 0:
+        starts_out[0] = 0
+        return 0
+    for j in range(3):
+        low[j] = hkl[0, j]
+        high[j] = hkl[0, j]
+    with nogil:
+        for i in range(n):
+            for j in range(3):
+                if hkl[i, j] < low[j]:
+                    low[j] = hkl[i, j]
+                elif hkl[i, j] > high[j]:
+                    high[j] = hkl[i, j]
+    cdef int64_t e1 = high[1] - low[1] + 1, e2 = high[2] - low[2] + 1
+    n_bins = (high[0] - low[0] + 1) * e1 * e2
+    if n_bins > max_bins:
+        return -1
+    offsets = np.zeros(n_bins + 1, dtype=np.int64)
+    with nogil:
+        for i in range(n):
+            b = ((hkl[i, 0] - low[0]) * e1 + (hkl[i, 1] - low[1])) * e2 + (hkl[i, 2] - low[2])
+            offsets[b + 1] += 1
+        for b in range(n_bins):
+            if offsets[b + 1] > 0:
+                starts_out[groups] = total
+                groups += 1
+            total += offsets[b + 1]
+            offsets[b + 1] = total
+        starts_out[groups] = n
+        for i in range(n):
+            b = ((hkl[i, 0] - low[0]) * e1 + (hkl[i, 1] - low[1])) * e2 + (hkl[i, 2] - low[2])
+            order_out[offsets[b]] = i
+            offsets[b] += 1
+    return groups

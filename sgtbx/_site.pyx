@@ -23,30 +23,42 @@ cdef inline double _quad(const double* v, const double[:, ::1] g) noexcept nogil
 
 cdef int _search(const double* x, const int[:, :, ::1] rot, const double[:, ::1] tran,
                  const int[::1] rot_index, const double[:, ::1] g, const double[:, ::1] shifts,
-                 const double[::1] shift_norms, double tol_sq,
+                 const double[::1] shift_norms, const double* reach, double tol_sq,
                  double* average, uint64_t* mask) noexcept nogil:
+    # reach[j] >= 1/2 for some axis: the tolerance is too large for rounding
+    # alone to find the nearest image
     # The operations that map x within the tolerance onto itself; their
     # images (nearest to x) are averaged into ``average``.  Returns the count.
     cdef Py_ssize_t s, e, j
     cdef double f[3]
     cdef double gf[3]
-    cdef double y, d_sq, best, trial
+    cdef double y, d_sq, best, trial, a
     cdef Py_ssize_t best_e
-    cdef int count = 0
+    cdef int count = 0, possible
+    cdef int wide = reach[0] >= 0.5 or reach[1] >= 0.5 or reach[2] >= 0.5
     average[0] = 0.0
     average[1] = 0.0
     average[2] = 0.0
     mask[0] = 0
     for s in range(rot.shape[0]):
+        possible = 1
         for j in range(3):
             y = rot[s, j, 0] * x[0] + rot[s, j, 1] * x[1] + rot[s, j, 2] * x[2] + tran[s, j] - x[j]
             f[j] = y - floor(y + 0.5)
+            # an image within the tolerance differs from x by v with
+            # |v_j| < tol |a*_j| = reach[j]; with |f_j| <= 1/2 and reach < 1/2
+            # that v can only be f itself
+            a = f[j] if f[j] >= 0 else -f[j]
+            if a >= reach[j]:
+                possible = 0
+        if not possible:
+            continue
         d_sq = _quad(f, g)
         best = d_sq
         best_e = -1
-        if d_sq >= tol_sq:
-            # rounding gives the minimum image in an orthogonal cell; in an
-            # oblique one a neighbouring translation may be nearer:
+        if d_sq >= tol_sq and wide:
+            # with a tolerance of half an axis or more (reach >= 1/2), a
+            # neighbouring translation may give the nearer image:
             # |f + e|^2 = |f|^2 + 2 e.G f + |e|^2
             for j in range(3):
                 gf[j] = g[j, 0] * f[0] + g[j, 1] * f[1] + g[j, 2] * f[2]
@@ -67,8 +79,9 @@ cdef int _search(const double* x, const int[:, :, ::1] rot, const double[:, ::1]
 
 cdef int _analyse(const double[:, ::1] sites, Py_ssize_t i, const int[:, :, ::1] rot,
                   const double[:, ::1] tran, const int[::1] rot_index, const double[:, ::1] g,
-                  const double[:, ::1] shifts, const double[::1] shift_norms, double tol_sq,
-                  double[:, ::1] exact_out, uint64_t[::1] mask_out, int[::1] order_out) noexcept nogil:
+                  const double[:, ::1] shifts, const double[::1] shift_norms, const double* reach,
+                  double tol_sq, double[:, ::1] exact_out, uint64_t[::1] mask_out,
+                  int[::1] order_out) noexcept nogil:
     cdef double x[3]
     cdef double average[3]
     cdef double step[3]
@@ -76,11 +89,12 @@ cdef int _analyse(const double[:, ::1] sites, Py_ssize_t i, const int[:, :, ::1]
     cdef int count = 0, rounds, j
     x[0] = sites[i, 0]; x[1] = sites[i, 1]; x[2] = sites[i, 2]
     for rounds in range(MAX_ROUNDS):
-        count = _search(x, rot, tran, rot_index, g, shifts, shift_norms, tol_sq, average, &mask)
+        count = _search(x, rot, tran, rot_index, g, shifts, shift_norms, reach, tol_sq, average, &mask)
         for j in range(3):
             step[j] = average[j] - x[j]
             x[j] = average[j]
-        if rounds > 0 and mask == previous and _quad(step, g) < 1e-20:
+        # a general position (only the identity) is its own exact site
+        if count == 1 or (rounds > 0 and mask == previous and _quad(step, g) < 1e-20):
             exact_out[i, 0] = x[0]; exact_out[i, 1] = x[1]; exact_out[i, 2] = x[2]
             mask_out[i] = mask
             order_out[i] = count
@@ -106,9 +120,14 @@ def analyse_sites(const double[:, ::1] sites, const int[:, :, ::1] rot, const do
     cdef double[:, ::1] shifts = _neighbour_shifts()
     cdef double[::1] norms = _shift_norms(shifts, metric)
     cdef double tol_sq = tolerance * tolerance
+    cdef double reach[3]
+    cdef Py_ssize_t j
+    for j in range(3):
+        # tolerance times the length of the reciprocal axis: G*_jj = |a*_j|^2
+        reach[j] = tolerance * (np.linalg.inv(np.asarray(metric))[j, j]) ** 0.5
     for i in prange(sites.shape[0], nogil=True, num_threads=n_threads, schedule="static"):
-        converged_out[i] = _analyse(sites, i, rot, tran, rot_index, metric, shifts, norms, tol_sq,
-                                    exact_out, mask_out, order_out)
+        converged_out[i] = _analyse(sites, i, rot, tran, rot_index, metric, shifts, norms, reach,
+                                    tol_sq, exact_out, mask_out, order_out)
 
 
 def _neighbour_shifts():

@@ -197,6 +197,21 @@ def _hkl_keys(hkl):
     return (h[:, 0] << 22) | (h[:, 1] << 11) | h[:, 2]
 
 
+def _group(hkl):
+    """Indices of equal rows of hkl, grouped in lexicographic order:
+    (order, starts), group g being order[starts[g]:starts[g+1]]."""
+    order = np.empty(len(hkl), dtype=np.int64)
+    starts = np.empty(len(hkl) + 1, dtype=np.int64)
+    groups = _reciprocal.group_hkl(hkl, max(4 * len(hkl), 1 << 20), order, starts)
+    if groups >= 0:
+        return order, starts[:groups + 1]
+    keys = _hkl_keys(hkl)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    return order.astype(np.int64), starts.astype(np.int64)
+
+
 def merge_equivalents(space_group, hkl, values, sigmas, anomalous=False, rule="weighted"):
     """Merge symmetry-equivalent observations.
 
@@ -232,16 +247,13 @@ def merge_equivalents(space_group, hkl, values, sigmas, anomalous=False, rule="w
                               f"sigma {sigmas[i]} must be finite with sigma > 0 "
                               f"({len(bad)} such observations)")
     mapped = map_to_asu(space_group, hkl, anomalous).hkl
-    keys = _hkl_keys(mapped)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True]).astype(np.int64)
+    order, starts = _group(mapped)
     n = len(starts) - 1
     mean = np.empty(n)
     sigma = np.empty(n)
     count = np.empty(n, dtype=np.int32)
     sums = np.zeros(4)
-    _reciprocal.merge_sorted(order.astype(np.int64), starts, values, sigmas, rule == "shelxl",
+    _reciprocal.merge_sorted(order, starts, values, sigmas, rule == "shelxl",
                              mean, sigma, count, sums)
     unique = mapped[order[starts[:-1]]]
     r_int = sums[0] / sums[1] if sums[1] > 0 else 0.0

@@ -186,3 +186,20 @@ def test_complete_set_against_gemmi(xhm, cell):
     shell = complete_set(uc, sg, 1.2, d_max=2.0)
     d = uc.d_spacings(shell)
     assert np.all((d >= 1.2 - 1e-9) & (d <= 2.0 + 1e-9))
+
+
+def test_merge_groups_sparse_indices_the_same_way():
+    # indices spread over a box too large for the counting sort take the
+    # sorting path; both give the same merged data
+    sg = SpaceGroup("P 2 2 2")
+    rng = np.random.default_rng(4)
+    base = np.array([[1, 2, 3], [4, 0, 1], [2, 2, 2]])
+    hkl = np.concatenate([base, base * [-1, 1, -1], base * [1, -1, -1]])
+    values = rng.uniform(10, 20, len(hkl))
+    sigmas = rng.uniform(1, 2, len(hkl))
+    compact = merge_equivalents(sg, hkl, values, sigmas)
+    far = np.array([[900, 900, 900]])
+    sparse = merge_equivalents(sg, np.concatenate([hkl, far]), np.r_[values, 5.0], np.r_[sigmas, 1.0])
+    np.testing.assert_array_equal(sparse.hkl[:-1], compact.hkl)
+    np.testing.assert_allclose(sparse.values[:-1], compact.values, rtol=1e-15)
+    np.testing.assert_array_equal(sparse.hkl[-1], [900, 900, 900])

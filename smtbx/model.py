@@ -20,10 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: ADP component order used throughout the model (U_cif).
-U_ORDER = ("11", "22", "33", "12", "13", "23")
-
-
 @dataclass(frozen=True)
 class ParameterCode:
     """How one parameter is determined.

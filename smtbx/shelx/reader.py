@@ -502,12 +502,12 @@ class _Reader:
         elif n in (6, 9) and mm in codes.RIGID_SHAPE:
             pivot, kind, expected = None, "rigid", codes.RIGID_COUNT[mm]
         elif n == 5 and mm in codes.RIGID_SHAPE:
-            # AFIX m5: the atoms that follow belong to the last rigid group.
-            if not self.groups or self.groups[-1]["kind"] != "rigid":
-                raise self.error(line.number, f"AFIX {mn}: no rigid group to continue")
-            group = self.groups.pop()
-            group["line"] = line.number
-            self.afix_stack.append(group)
+            # AFIX m5: the atoms that follow belong to the last rigid group
+            # (after riding hydrogens on its atoms).
+            rigid = [k for k, g in enumerate(self.groups) if g["kind"] == "rigid"]
+            if not rigid or self.groups[rigid[-1]]["m"] != mm:
+                raise self.error(line.number, f"AFIX {mn}: no rigid group AFIX {mm}6 or {mm}9 to continue")
+            self.afix_stack.append(self.groups.pop(rigid[-1]))
             return
         else:
             raise self.error(line.number, f"AFIX {mn}: m = {mm}, n = {n} is not supported "
@@ -839,8 +839,16 @@ class _Builder:
         return residues
 
     def lookup(self, p, token, residue):
-        """Indices for one atom token in a residue: ``C1``, ``C1_3``, ``C1_$2``, ``N4A^a``, ``$C``."""
+        """(index, symop) pairs for one atom token seen from a residue.
+
+        ``C1`` (in that residue), ``C1_3`` (residue 3), ``C1_+``/``C1_-``
+        (next/previous residue), ``C1_*`` (every residue), ``C1_$2`` (the
+        residue's C1 moved by EQIV $2), ``N4A^a`` (checked to be in PART 1),
+        ``$C`` (every atom of element C), ``LAST`` (the last atom).
+        """
         atoms = self.model.scatterers
+        if token.upper() == "LAST":
+            return [(len(atoms) - 1, None)]
         if token.startswith("$"):
             element = token[1:].upper()
             found = [(i, None) for i, s in enumerate(atoms)
@@ -863,6 +871,11 @@ class _Builder:
                 res = int(suffix)
             elif suffix in ("+", "-"):
                 res = residue + (1 if suffix == "+" else -1)
+            elif suffix == "*":
+                found = [(i, None) for i, s in enumerate(atoms) if s.label.upper() == label.upper()]
+                if not found:
+                    raise LookupError(f"no atom {label} in any residue")
+                return found
             else:
                 raise LookupError(f"{token}: cannot read the suffix _{suffix}")
         index = self.by_name.get((label.upper(), res))
@@ -876,6 +889,8 @@ class _Builder:
 
     def expand(self, p, tokens, residue):
         """Atom references for a list of tokens with '>' and '<' ranges (hydrogens skipped inside)."""
+        # ranges may be glued to a name: "O1>F9", "C11 >C15"
+        tokens = [t for tok in tokens for t in re.split(r"([<>])", tok) if t]
         refs = []
         k = 0
         while k < len(tokens):
@@ -925,7 +940,7 @@ class _Builder:
             values_b = other.u_cif if other.u_cif is not None else np.array([other.u_iso or 0.0])
             if not same_kind or not np.allclose(values_a, values_b, atol=1.5e-5):
                 self.r.warn(p.line.number, f"EADP {self.name(first)} {self.name(other)}: the file gives different "
-                                           "U values (SHELXL did not apply it); the first atom's U is shared")
+                                           "U values (SHELXL did not apply this EADP)")
 
     @staticmethod
     def name(s):
@@ -970,6 +985,10 @@ class _Builder:
         else:
             sigmas = (given.get("s", sig[0]),)
         if not args:
+            if kind == "SADI":
+                # a bare SADI asks SHELXL to list the SAME-derived SADIs after END
+                self.model.instructions.other.append(m.RawInstruction("SADI", [], p.line.number))
+                return
             if kind not in ALL_ATOM_RESTRAINTS:
                 self.r.warn(p.line.number, f"{kind} names no atoms: nothing to restrain")
                 return
@@ -1026,8 +1045,14 @@ class _Builder:
             # SAME_class: the first residue of the class is the reference.
             if residue == residues[0]:
                 return []
-            reference = self.expand(p, args, residues[0])
-            return [(tuple(reference), tuple(refs))]
+            reference = [a for a in self.expand(p, args, residues[0]) if not self.model.is_hydrogen(a.index)]
+            target = [a for a in refs if not self.model.is_hydrogen(a.index)]
+            if len(reference) != len(target):
+                raise LookupError(f"SAME_{p.line.suffix}: residue {residue} has {len(target)} of the atoms, "
+                                  f"residue {residues[0]} {len(reference)}")
+            return [(tuple(reference), tuple(target))]
+        # hydrogen atoms are ignored by SAME, in its list and in the atoms that follow
+        refs = [a for a in refs if not self.model.is_hydrogen(a.index)]
         following = [i for i in range(p.n_atoms_before, len(self.model.scatterers))
                      if not self.model.is_hydrogen(i)][:len(refs)]
         if len(following) < len(refs):

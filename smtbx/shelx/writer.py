@@ -22,10 +22,6 @@ from . import codes
 _SHELX_U = (0, 1, 2, 5, 4, 3)
 
 
-def _num(x, decimals=5):
-    return f"{x:.{decimals}f}"
-
-
 def _wrap(words, indent="    ", width=78):
     """Join words into SHELX lines of at most ``width`` characters, with '=' continuations."""
     lines, current = [], words[0]
@@ -178,23 +174,34 @@ class _Writer:
             self.out.append("FVAR " + " ".join(f"{v:.5f}" for v in fv[k:k + 7]))
 
     # -- atoms --------------------------------------------------------------
-    def afix_groups(self):
-        """Map first atom → (AFIX words, last atom) for riding and rigid groups."""
-        groups = {}
+    def afix_plan(self):
+        """AFIX lines to write before atoms, and the atoms an 'AFIX 0' follows.
+
+        A riding group's hydrogens must be consecutive.  A rigid group's
+        atoms may be interleaved with riding hydrogens; the group is then
+        resumed with AFIX m5, as SHELXL writes it.
+        """
+        before, after = {}, set()
+        riding = set()
         for c in self.model.constraints:
             if isinstance(c, m.RidingGroup):
-                atoms = list(c.hydrogens)
-            elif isinstance(c, m.RigidGroup):
-                atoms = list(c.atoms)
-            else:
+                riding.update(c.hydrogens)
+        for c in self.model.constraints:
+            if not isinstance(c, (m.RidingGroup, m.RigidGroup)):
                 continue
-            if atoms != list(range(atoms[0], atoms[0] + len(atoms))):
-                labels = " ".join(self.model.scatterers[i].label for i in atoms)
-                raise OutputError(f"AFIX group {labels} is not consecutive in the atom list")
+            atoms = list(c.hydrogens) if isinstance(c, m.RidingGroup) else list(c.atoms)
             mm, n = codes.afix_code(c)
-            words = f"AFIX {mm}{n}" + (f" {c.distance:.5f}" if c.distance is not None else "")
-            groups[atoms[0]] = (words, atoms[-1])
-        return groups
+            before[atoms[0]] = f"AFIX {mm}{n}" + (f" {c.distance:.5f}" if c.distance is not None else "")
+            after.add(atoms[-1])
+            for prev, cur in zip(atoms, atoms[1:]):
+                if cur == prev + 1:
+                    continue
+                gap = set(range(prev + 1, cur))
+                if isinstance(c, m.RidingGroup) or not gap <= riding:
+                    labels = " ".join(self.model.scatterers[i].label for i in atoms)
+                    raise OutputError(f"AFIX {mm}{n} group {labels} is not consecutive in the atom list")
+                before[cur] = f"AFIX {mm}5"
+        return before, after
 
     def same_before(self):
         """Map first target atom → SAME restraints to write just before it."""
@@ -215,9 +222,9 @@ class _Writer:
 
     def atoms(self):
         mdl = self.model
-        groups = self.afix_groups()
+        afix_before, afix_after = self.afix_plan()
         same = self.same_before()
-        residue, part, afix_end = 0, 0, None
+        residue, part = 0, 0
         last_u_parent = None
         for i, s in enumerate(mdl.scatterers):
             if s.residue_number != residue:
@@ -229,18 +236,16 @@ class _Writer:
                 part = s.part
             for r in same.get(i, []):
                 self.out.extend(_wrap(self.restraint_words(r, residue)))
-            if i in groups:
-                words, afix_end = groups[i]
-                self.out.append(words)
+            if i in afix_before:
+                self.out.append(afix_before[i])
             if s.u_parent is not None and s.u_parent != last_u_parent:
                 raise OutputError(f"atom {s.label}: its U rides on {mdl.scatterers[s.u_parent].label}, "
                                   "which is not the previous atom with its own U")
             if s.u_parent is None:
                 last_u_parent = i
             self.out.extend(self.atom_lines(s))
-            if afix_end == i:
+            if i in afix_after:
                 self.out.append("AFIX 0")
-                afix_end = None
         if part:
             self.out.append("PART 0")
         if residue:

@@ -213,3 +213,66 @@ def test_instructions_not_applied_are_reported(tmp_path):
         (10, "HFIX kept as written: hydrogen atoms are not generated")]
     assert [(r.name, r.args) for r in mdl.instructions.other] == [("ANIS", []), ("HFIX", ["43", "C1"]),
                                                                   ("FMAP", ["2"])]
+
+
+def test_atom_list_syntax(tmp_path):
+    mdl = read(tmp_path, """FVAR 1
+SIMU C1>C3
+RIGU C2 < C1 LAST
+FLAT C1_*
+SAME C1 H1 > C3
+C1 1 0.1 0.2 0.3
+H1 2 0.1 0.3 0.3
+C2 1 0.2 0.2 0.3
+C3 1 0.3 0.2 0.3
+RESI 1 ABC
+C1 1 0.5 0.2 0.3
+C4 1 0.6 0.2 0.3
+C5 1 0.7 0.2 0.3
+O1 3 0.8 0.2 0.3
+""")
+    simu, rigu, flat, same = mdl.restraints
+    name = lambda refs: [(mdl.scatterers[a.index].label, mdl.scatterers[a.index].residue_number) for a in refs]
+    assert name(simu.groups[0]) == [("C1", 0), ("C2", 0), ("C3", 0)]          # glued '>' and no H inside
+    assert name(rigu.groups[0]) == [("C2", 0), ("C1", 0), ("O1", 1)]          # '<' backwards, LAST
+    assert name(flat.groups[0]) == [("C1", 0), ("C1", 1)]                      # C1 in every residue
+    assert name(same.groups[0]) == [("C1", 0), ("C2", 0), ("C3", 0)]           # H ignored by SAME
+    assert name(same.groups[1]) == [("C1", 0), ("C2", 0), ("C3", 0)]
+
+
+def test_bare_sadi_is_a_listing_request(tmp_path):
+    mdl = read(tmp_path, "SADI\nFVAR 1\nC1 1 0.1 0.2 0.3\n")
+    assert mdl.restraints == [] and mdl.warnings == []
+    assert [(r.name, r.args) for r in mdl.instructions.other] == [("SADI", [])]
+
+
+def test_every_afix_geometry_reads_and_writes_back(tmp_path):
+    """Riding groups of every m in DESIGN.md §7 and a rigid hexagon with riding H inside."""
+    lines = ["FVAR 1", "C0 1 0.1 0.1 0.1 11 0.02"]
+    expected = []
+    for mn, count, cls in [(13, 1, m.TertiaryXH), (23, 2, m.SecondaryXH2),
+                           (33, 3, m.StaggeredTerminalTetrahedralXH3), (43, 1, m.SecondaryPlanarXH),
+                           (83, 1, m.StaggeredTerminalTetrahedralXH), (93, 2, m.TerminalPlanarXH2),
+                           (123, 6, m.DisorderedTerminalTetrahedralXH3), (137, 3, m.TerminalTetrahedralXH3),
+                           (147, 1, m.TerminalTetrahedralXH), (148, 1, m.TerminalTetrahedralXH),
+                           (153, 1, m.PolyhedralBH), (163, 1, m.LinearXH), (134, 3, m.TerminalTetrahedralXH3)]:
+        lines.append(f"AFIX {mn}")
+        lines += [f"H{mn}{k} 2 0.2 0.1 0.1 11 -1.2" for k in range(count)]
+        lines.append("AFIX 0")
+        expected.append((cls, mn % 10 in (7, 8), mn % 10 in (4, 8), count))
+    lines += ["AFIX 66", "C1 1 0.3 0.3 0.3 11 0.02", "AFIX 43", "H1 2 0.35 0.3 0.3 11 -1.2", "AFIX 65",
+              "C2 1 0.4 0.3 0.3 11 0.02", "C3 1 0.5 0.3 0.3 11 0.02", "C4 1 0.5 0.4 0.3 11 0.02",
+              "C5 1 0.4 0.4 0.3 11 0.02", "C6 1 0.3 0.4 0.3 11 0.02", "AFIX 0"]
+    mdl = read(tmp_path, "\n".join(lines) + "\n")
+    riding = [c for c in mdl.constraints if isinstance(c, m.RidingGroup)]
+    assert [(type(c), c.rotating, c.refined_distance, len(c.hydrogens)) for c in riding[:-1]] == expected
+    assert all(c.pivot == 0 for c in riding[:-1])
+    (rigid,) = mdl.constraints_of_type(m.RigidGroup)
+    assert [mdl.scatterers[i].label for i in rigid.atoms] == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    assert rigid.shape == "hexagon" and not rigid.variable_size
+    assert mdl.scatterers[riding[-1].pivot].label == "C1"
+    assert mdl.warnings == []
+    text = smtbx.format_res(mdl)
+    assert "AFIX 65" in text and "AFIX 123" in text and "AFIX 134" in text
+    again = smtbx.read_ins(write(tmp_path, text, "again.res"))
+    assert [(type(c), vars(c)) for c in again.constraints] == [(type(c), vars(c)) for c in mdl.constraints]

@@ -69,7 +69,6 @@ HKL = {
 
 # Warnings a data set is expected to produce, each one explained by the file.
 EXPECTED_WARNINGS = {
-    "cc_invtwin": ["SADI names no atoms"],
     "musc_c2c": ["free variables 3, 4 are not used"],
     "ni_i43d": ["free variables 2, 3, 4 are not used"],
     "twin5_p21n": ["EADP O1_5 O1_6: the file gives different U values"],

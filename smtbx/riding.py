@@ -24,11 +24,21 @@ bonded to X's neighbour Y, plus a torsion and an X–H length:
 * ``PolyhedralBH``: H opposite the sum of the unit vectors to X's 4 or 5
   neighbours.
 
-Staggered methyls (AFIX 33) take φ = 180° from S (SHELXL: staggered with
-respect to the shortest other bond to the neighbour); the torsion of the
+Staggered methyls (AFIX 33, 123) take φ = 180° from S (SHELXL: staggered
+with respect to the shortest other bond to the neighbour; this reproduces
+the 24 AFIX 33 groups of cc_invtwin to 1e-4 Å).  The torsion of the
 rotating groups (AFIX m7, m8) and of AFIX 83 (whose torsion SHELXL picks by
 a hydrogen-bond search that is not reproduced here) is the one of the
-file's hydrogen positions, refined for n = 7, 8 and held for n = 3.
+file's hydrogen positions, refined for n = 7, 8 and held for n = 3.  A
+substituent S within 30° of the X–Y line (X–Y–S > 150°, e.g. the N of a
+nitrile carrying a methyl) orients a torsion badly and is not used: the
+group then measures its torsion from a fixed Cartesian direction and keeps
+the file's torsion (ni_i43d's acetonitrile methyl, where SHELXL's choice is
+not documented).  Which label takes which of the three (six) positions,
+φ + 120° or φ − 120°, and which of the two CH2 hydrogens is which, is read
+from the file's positions once, when the graph is built; the set of
+positions does not depend on it.  A hydroxyl H (AFIX 83) on a pivot with no
+bonded non-hydrogen atom rides with the file's X→H vector.
 
 Derivatives are exact: the geometry functions are evaluated once with
 complex-step perturbations of every input (f(x + ih e_k) = f(x) +

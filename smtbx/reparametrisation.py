@@ -10,8 +10,8 @@ x: the free atomic parameters (site coordinates; U_iso or U_cif
 components, in Å², so that their s.u.'s read as the ones SHELXL prints;
 occupancies), the free variables fv(2), fv(3), ... that some parameter
 uses (fv(1), the overall scale, is separable and belongs to lstbx), the
-torsions and X–H lengths of rotating and stretching riding groups, EXTI and
-BASF.
+torsions and X–H lengths of rotating and stretching riding groups, the
+rigid-group translations, rotations and scales, EXTI and BASF.
 
 Constraints, each the only reparametrisation of the parameters it sets
 (a second one, or a cycle, raises :class:`InvalidConstraint`):
@@ -27,7 +27,9 @@ Constraints, each the only reparametrisation of the parameters it sets
   derivatives with respect to all of them;
 * U_iso(H) = k·U_eq(parent), U_eq = (1/3) Σ_ij G_ij U*_ij (G the metric
   tensor), or k·U_iso(parent);
-* EXYZ and EADP: the later atoms take the first atom's site or U.
+* EXYZ and EADP: the later atoms take the first atom's site or U;
+* rigid groups (AFIX m6, m9; :mod:`smtbx.rigid`): translation, rotation
+  and, for n = 9, a common scale.
 
 The graph is evaluated in two stages: the parameters that depend on x
 alone form one constant sparse affine map y = M x + b; the others (shared,
@@ -45,7 +47,7 @@ from sgtbx import SiteSymmetry
 from sgtbx.errors import CrystallographyError
 
 from . import model as m
-from . import riding
+from . import riding, rigid
 from .connectivity import Connectivity
 
 #: Columns of sftbx.ParameterMap, in its order (sftbx.SLOTS).
@@ -121,6 +123,16 @@ class _RidingNode(_Node):
         return value.ravel(), jac[:, :n_site], dx
 
 
+class _RigidNode(_Node):
+    def __init__(self, y_out, y_in, x_in, body, atoms, what):
+        super().__init__(y_out, y_in, x_in, atoms, what)
+        self.body = body
+
+    def compute(self, y_in, x_in):
+        value, jac = self.body.evaluate(x_in)
+        return value.ravel(), np.zeros((len(self.y_out), 0)), jac
+
+
 class Reparametrisation:
     """The reparametrisation graph of a model.
 
@@ -148,6 +160,7 @@ class Reparametrisation:
         Free variables (m ≥ 2) that no parameter uses: not in x (SHELXL
         counts them as parameters).
     riding_geometries : list of smtbx.riding.RidingGeometry
+    rigid_bodies : list of smtbx.rigid.RigidBody
 
     Raises
     ------
@@ -169,6 +182,7 @@ class Reparametrisation:
         self._owner = {}                # y index -> what sets it (derived parameters)
         self.nodes = []
         self.riding_geometries = []
+        self.rigid_bodies = []
         self._layout()
         self._free_variables()
         self._constraints()
@@ -304,9 +318,7 @@ class Reparametrisation:
                 conn = conn or Connectivity(model)
                 self._riding_group(c, conn)
             elif isinstance(c, m.RigidGroup):
-                raise InvalidConstraint(
-                    f"{self._where(('', 0))}rigid group {', '.join(self.labels[i] for i in c.atoms)}: "
-                    "rigid-group constraints (AFIX m6, m9) are not supported")
+                self._rigid_group(c)
         for c in model.constraints:
             if isinstance(c, m.SharedSite):
                 self._shared(c, "EXYZ", self.site_index)
@@ -314,6 +326,32 @@ class Reparametrisation:
                 self._shared(c, "EADP", self.u_index)
             elif isinstance(c, m.RidingU):
                 self._riding_u(c)
+
+    def _rigid_group(self, group):
+        labels = self.labels
+        names = " ".join(labels[i] for i in group.atoms)
+        what = (f"rigid group {names}", getattr(group, "line", 0))
+        where = self._where(what)
+        if group.shape not in ("as_given",) + tuple(rigid.IDEAL_SIDE):
+            raise InvalidConstraint(f"{where}{what[0]}: the ideal shape {group.shape!r} is not supported "
+                                    "(AFIX m6/m9 with m = 0, 5, 6 or 7 are)")
+        need = rigid.IDEAL_COUNT.get(group.shape)
+        if (need is not None and len(group.atoms) != need) or len(group.atoms) < 3:
+            raise InvalidConstraint(f"{where}{what[0]}: {len(group.atoms)} atoms, "
+                                    f"{need if need is not None else 'at least 3'} expected")
+        body = rigid.RigidBody(group, self.model.sites_frac[list(group.atoms)],
+                               self.cell.orthogonalisation, self.cell.fractionalisation)
+        first = labels[group.atoms[0]]
+        cols = [self._new_x(f"{first} rigid {p}", v)
+                for p, v in zip(("tx", "ty", "tz", "rx", "ry", "rz", "scale"), body.start())]
+        y_out = self.site_index[list(group.atoms)].ravel()
+        for i in group.atoms:
+            if any(c.kind == "free_variable" for c in self.model.scatterers[i].site_codes):
+                raise InvalidConstraint(f"{where}{what[0]}: {labels[i]} has free-variable codes on "
+                                        "its coordinates")
+        self._claim(y_out, what, list(group.atoms))
+        self.nodes.append(_RigidNode(y_out, [], cols, body, list(group.atoms), what))
+        self.rigid_bodies.append(body)
 
     def _shared(self, c, kind, index):
         first = c.atoms[0]

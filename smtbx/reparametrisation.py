@@ -141,7 +141,14 @@ class Reparametrisation:
     model : smtbx.model.Model
     special_position_tolerance : float
         Å, passed to ``sgtbx.SiteSymmetry`` for the atoms the reader found on
-        special positions (use the reader's value, 0.1 Å by default).
+        special positions (use the reader's value, 0.1 Å by default; on the
+        shared data any value from 0.1 to 0.5 Å puts the same atoms outside
+        negative PARTs on special positions).
+    refine_dispersion : iterable of str
+        SFAC labels whose f' and f'' are refined, one pair of x parameters
+        per type shared by its atoms ("Fe fp", "Fe fdp"); the others are
+        fixed (from DISP/SFAC, else Cromer–Liberman at the CELL wavelength
+        from gemmi, zero for explicit-coefficient types).
 
     Attributes
     ----------
@@ -168,14 +175,16 @@ class Reparametrisation:
         Naming the atoms (and the file and line where known).
     """
 
-    def __init__(self, model, special_position_tolerance=0.1):
+    def __init__(self, model, special_position_tolerance=0.1, refine_dispersion=()):
         self.model = model
         self.tolerance = special_position_tolerance
+        self.refine_dispersion = {str(t).upper() for t in refine_dispersion}
         self.cell = model.cell
         self.labels = [f"{s.label}_{s.residue_number}" if s.residue_number else s.label
                        for s in model.scatterers]
         self._x_names, self._x_values = [], []
         self._fv_cols = {}
+        self._dispersion_cols = {}
         self._y_names = []
         self._b = []
         self._triplets = []             # (row, col, value) of M
@@ -294,7 +303,7 @@ class Reparametrisation:
             self._b[row] = b
 
     # -------------------------------------------------------- constraints
-    def _claim(self, rows, what, atoms):
+    def _claim(self, rows, what):
         """Mark y rows as set by a constraint; a second claim is an error."""
         for row in np.atleast_1d(rows):
             row = int(row)
@@ -349,7 +358,7 @@ class Reparametrisation:
             if any(c.kind == "free_variable" for c in self.model.scatterers[i].site_codes):
                 raise InvalidConstraint(f"{where}{what[0]}: {labels[i]} has free-variable codes on "
                                         "its coordinates")
-        self._claim(y_out, what, list(group.atoms))
+        self._claim(y_out, what)
         self.nodes.append(_RigidNode(y_out, [], cols, body, list(group.atoms), what))
         self.rigid_bodies.append(body)
 
@@ -364,7 +373,7 @@ class Reparametrisation:
                 raise InvalidConstraint(f"{self._where(what)}{kind} {names}: {self.labels[i]} and "
                                         f"{self.labels[first]} differ in being isotropic or anisotropic")
             self._check_codes(i, kind, what)
-            self._claim(dst, what, c.atoms)
+            self._claim(dst, what)
             self.nodes.append(_CopyNode(dst, src, [], [first, i], what))
 
     def _check_codes(self, i, kind, what):
@@ -381,7 +390,7 @@ class Reparametrisation:
         if s.is_anisotropic:
             raise InvalidConstraint(f"{self._where(what)}{self.labels[c.atom]}: a riding U must be isotropic")
         dst = self.u_index[c.atom, :1]
-        self._claim(dst, what, [c.atom, c.parent])
+        self._claim(dst, what)
         if parent.is_anisotropic:
             g = self.cell.metric
             coef = np.array([g[i, j] * (1.0 if i == j else 2.0) for i, j in _PAIRS]) / 3.0
@@ -505,7 +514,7 @@ class Reparametrisation:
             if any(c.kind == "free_variable" for c in model.scatterers[i].site_codes):
                 raise InvalidConstraint(f"{where}{what[0]}: {labels[i]} has free-variable codes on "
                                         "its coordinates")
-        self._claim(y_out, what, [pivot, *group.hydrogens])
+        self._claim(y_out, what)
         y_in = np.concatenate([self.site_index[j] for j, _, _ in geometry.inputs])
         x_in = [c for c in (phi_col, d_col) if c is not None]
         self.nodes.append(_RidingNode(y_out, y_in, x_in, geometry, phi, d, phi_col, d_col,
@@ -560,6 +569,15 @@ class Reparametrisation:
                                      [self._quantity(s.u_codes[0], s.u_iso, f"{lab} Uiso")])
             self._set_affine([int(self.occupancy_index[i])], np.eye(1), np.zeros(1),
                              [self._quantity(s.occupancy_code, s.occupancy, f"{lab} occ")])
+            st = model.scattering_types[s.type_index]
+            if st.label.upper() in self.refine_dispersion:
+                for index, part in ((self.fp_index, "fp"), (self.fdp_index, "fdp")):
+                    key = (st.label, part)
+                    if key not in self._dispersion_cols:
+                        self._dispersion_cols[key] = self._new_x(f"{st.label} {part}",
+                                                                 self._b[int(index[i])])
+                    self._set_affine([int(index[i])], np.eye(1), np.zeros(1),
+                                     [_Affine(0.0, [(self._dispersion_cols[key], 1.0)])])
         ins = model.instructions
         if self.extinction_index >= 0:
             self._set_affine([self.extinction_index], np.eye(1), np.zeros(1),
@@ -695,8 +713,10 @@ class Reparametrisation:
         aniso = self.model.anisotropic
         u_star = np.zeros((len(aniso), 6))
         u_star[aniso] = y[self.u_index[aniso]]
-        u_iso = np.where(aniso, 0.0, y[np.where(aniso, 0, self.u_index[:, 0])])
-        u_iso[aniso] = self.cell.u_eq(u_star[aniso]) if aniso.any() else 0.0
+        u_iso = np.zeros(len(aniso))
+        u_iso[~aniso] = y[self.u_index[~aniso, 0]]
+        if aniso.any():
+            u_iso[aniso] = self.cell.u_eq(u_star[aniso])
         return dict(sites_frac=y[self.site_index], u_iso=u_iso, u_star=u_star, aniso=aniso,
                     occupancies=y[self.occupancy_index], fp=y[self.fp_index], fdp=y[self.fdp_index],
                     extinction=None if self.extinction_index < 0 else float(y[self.extinction_index]),

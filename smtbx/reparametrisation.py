@@ -476,7 +476,11 @@ class Reparametrisation:
                                     "give it on the AFIX line")
         phi = 0.0
         if not nbs:
-            geometry.fixed_vector = a @ (h_sites[0] - sites[pivot])
+            if not file_d[0] > 0.5:
+                raise InvalidConstraint(f"{where}{what[0]}: pivot {labels[pivot]} has no bonded "
+                                        "non-hydrogen neighbour and the file's hydrogen position "
+                                        "gives no direction")
+            geometry.fixed_direction = a @ (h_sites[0] - sites[pivot]) / file_d[0]
         elif kind in riding.TERMINAL_TETRAHEDRAL:
             y_cart = a @ in_sites[1]
             ref = a @ in_sites[2] - y_cart if reference is None else reference

@@ -38,7 +38,7 @@ not documented).  Which label takes which of the three (six) positions,
 φ + 120° or φ − 120°, and which of the two CH2 hydrogens is which, is read
 from the file's positions once, when the graph is built; the set of
 positions does not depend on it.  A hydroxyl H (AFIX 83) on a pivot with no
-bonded non-hydrogen atom rides with the file's X→H vector.
+bonded non-hydrogen atom rides along the file's X→H direction.
 
 Derivatives are exact: the geometry functions are evaluated once with
 complex-step perturbations of every input (f(x + ih e_k) = f(x) +
@@ -239,7 +239,7 @@ class RidingGeometry:
         self.step = step
         self.a = orthogonalisation
         self.f = fractionalisation
-        self.fixed_vector = None   # Cartesian X->H for a pivot with no neighbour
+        self.fixed_direction = None   # Cartesian unit X->H for a pivot with no neighbour
 
     def sites(self, sites_frac, phi, d):
         """Hydrogen sites (..., n_h, 3), fractional, from the fractional
@@ -250,8 +250,8 @@ class RidingGeometry:
         x = cart[..., 0, :]
         nb = [cart[..., 1 + k, :] for k in range(self.n_neighbours)]
         kind = self.kind
-        if self.fixed_vector is not None:
-            h = (x + self.fixed_vector)[..., None, :]
+        if self.fixed_direction is not None:
+            h = (x + d[..., None] * self.fixed_direction)[..., None, :]
         elif kind is m.TertiaryXH:
             h = tertiary(x, nb, d)
         elif kind is m.SecondaryXH2:

@@ -5,6 +5,7 @@ _direct.pyx for the formulae."""
 from dataclasses import dataclass
 
 import numpy as np
+from sgtbx import SiteSymmetryTable
 
 from . import _direct
 from .errors import ScatteringError
@@ -100,9 +101,7 @@ def _space_group_arrays(space_group):
 
 
 def _site_multiplicities(unit_cell, space_group, sites_frac):
-    from sgtbx import SiteSymmetry
-    return np.array([SiteSymmetry(unit_cell, space_group, site).multiplicity
-                     for site in sites_frac], dtype=np.float64)
+    return SiteSymmetryTable(unit_cell, space_group, sites_frac).multiplicities.astype(np.float64)
 
 
 def _hkl_array(hkl):
@@ -133,7 +132,9 @@ class StructureFactors:
     hkl : int (m, 3)
     table : {"it92", "neutron", "electron"}
     multiplicities : float64 (n,), optional
-        Site multiplicities; by default from ``sgtbx.SiteSymmetry``.
+        Site multiplicities; by default from ``sgtbx.SiteSymmetryTable``
+        (its default tolerance: images closer than 0.5 Angstrom make a site
+        special).
     n_threads : int
 
     Notes

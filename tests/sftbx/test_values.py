@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import sftbx
+import sgtbx
 from sftbx import _direct
 from sftbx.scattering import form_factor_table
 
@@ -49,14 +50,20 @@ def rel(a, b):
 @pytest.mark.parametrize("aniso", [False, True], ids=["iso", "aniso"])
 @pytest.mark.parametrize("key", list(GROUPS))
 def test_against_gemmi(key, aniso):
+    """Through the public face with sgtbx objects: multiplicities from
+    sgtbx's site symmetry, operations from sgtbx.SpaceGroup."""
     name, cell_parameters = GROUPS[key]
     group, cell = GemmiSymmetry(name), Cell(*cell_parameters)
     scat, mult = random_structure(group, cell, n_atoms=7, aniso=aniso, seed=11)
     scat.fp[:] = 0.0          # gemmi's SmallStructure sites carry no f'
     assert not special_sites(group) or (mult < group.order_z).any()
     hkl = random_hkl(cell, d_min=0.8, n=250, seed=2)
-    f = sftbx.structure_factors(cell, group, scat, hkl, multiplicities=mult)
+    f = sftbx.structure_factors(sgtbx.UnitCell(*cell_parameters), sgtbx.SpaceGroup(name), scat,
+                                hkl)
     assert rel(f, gemmi_f_calc(group, cell, scat, mult, hkl)) <= 1e-5
+    # the same from the plain arrays of gemmi's operations and our multiplicities
+    f_arrays = sftbx.structure_factors(cell, group, scat, hkl, multiplicities=mult)
+    assert rel(f_arrays, f) <= 1e-13
 
 
 @pytest.mark.parametrize("table,calculator", [

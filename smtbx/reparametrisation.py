@@ -60,7 +60,24 @@ _U_NAMES = ("U11", "U22", "U33", "U12", "U13", "U23")
 
 class InvalidConstraint(CrystallographyError):
     """A constraint that cannot be built: a second reparametrisation of one
-    parameter, a cycle, or a geometry the atoms do not allow."""
+    parameter, a cycle, or a geometry the atoms do not allow.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the atoms.
+    file : str or None
+        The model's source file.
+    line : int or None
+        1-based line of the instruction (AFIX, EXYZ, EADP) concerned.
+    """
+
+    def __init__(self, message, file=None, line=None):
+        self.file = file
+        self.line = line
+        self.message = message
+        where = "" if file is None else (f"{file}:{line}: " if line else f"{file}: ")
+        super().__init__(where + message)
 
 
 @dataclass
@@ -308,16 +325,14 @@ class Reparametrisation:
         for row in np.atleast_1d(rows):
             row = int(row)
             if row in self._owner:
-                raise InvalidConstraint(
-                    f"{self._where(what)}{self._y_names[row]} is constrained twice: by "
+                raise self._error(what,
+                    f"{self._y_names[row]} is constrained twice: by "
                     f"{self._owner[row][0]} and by {what[0]}")
             self._owner[row] = what
 
-    def _where(self, what):
-        source, line = self.model.source, what[1]
-        if line:
-            return f"{source}:{line}: "
-        return f"{source}: " if source else ""
+    def _error(self, what, message):
+        """InvalidConstraint naming the model's file and the line in ``what``."""
+        return InvalidConstraint(message, self.model.source or None, what[1] or None)
 
     def _constraints(self):
         model = self.model
@@ -339,14 +354,13 @@ class Reparametrisation:
     def _rigid_group(self, group):
         labels = self.labels
         names = " ".join(labels[i] for i in group.atoms)
-        what = (f"rigid group {names}", getattr(group, "line", 0))
-        where = self._where(what)
+        what = (f"rigid group {names}", getattr(group, "line", 0) or _afix_line(self.model, group.atoms[0]))
         if group.shape not in ("as_given",) + tuple(rigid.IDEAL_SIDE):
-            raise InvalidConstraint(f"{where}{what[0]}: the ideal shape {group.shape!r} is not supported "
+            raise self._error(what,f"{what[0]}: the ideal shape {group.shape!r} is not supported "
                                     "(AFIX m6/m9 with m = 0, 5, 6 or 7 are)")
         need = rigid.IDEAL_COUNT.get(group.shape)
         if (need is not None and len(group.atoms) != need) or len(group.atoms) < 3:
-            raise InvalidConstraint(f"{where}{what[0]}: {len(group.atoms)} atoms, "
+            raise self._error(what,f"{what[0]}: {len(group.atoms)} atoms, "
                                     f"{need if need is not None else 'at least 3'} expected")
         body = rigid.RigidBody(group, self.model.sites_frac[list(group.atoms)],
                                self.cell.orthogonalisation, self.cell.fractionalisation)
@@ -356,7 +370,7 @@ class Reparametrisation:
         y_out = self.site_index[list(group.atoms)].ravel()
         for i in group.atoms:
             if any(c.kind == "free_variable" for c in self.model.scatterers[i].site_codes):
-                raise InvalidConstraint(f"{where}{what[0]}: {labels[i]} has free-variable codes on "
+                raise self._error(what,f"{what[0]}: {labels[i]} has free-variable codes on "
                                         "its coordinates")
         self._claim(y_out, what)
         self.nodes.append(_RigidNode(y_out, [], cols, body, list(group.atoms), what))
@@ -370,7 +384,7 @@ class Reparametrisation:
         for i in c.atoms[1:]:
             dst = index[i][index[i] >= 0]
             if len(dst) != len(src):
-                raise InvalidConstraint(f"{self._where(what)}{kind} {names}: {self.labels[i]} and "
+                raise self._error(what,f"{kind} {names}: {self.labels[i]} and "
                                         f"{self.labels[first]} differ in being isotropic or anisotropic")
             self._check_codes(i, kind, what)
             self._claim(dst, what)
@@ -380,7 +394,7 @@ class Reparametrisation:
         s = self.model.scatterers[i]
         codes = s.site_codes if kind == "EXYZ" else s.u_codes
         if any(code.kind == "free_variable" for code in codes):
-            raise InvalidConstraint(f"{self._where(what)}{what[0]}: {self.labels[i]} also has "
+            raise self._error(what,f"{what[0]}: {self.labels[i]} also has "
                                     "free-variable codes on the parameters the constraint sets")
 
     def _riding_u(self, c):
@@ -388,7 +402,7 @@ class Reparametrisation:
         s, parent = model.scatterers[c.atom], model.scatterers[c.parent]
         what = (f"riding U of {self.labels[c.atom]} on {self.labels[c.parent]}", 0)
         if s.is_anisotropic:
-            raise InvalidConstraint(f"{self._where(what)}{self.labels[c.atom]}: a riding U must be isotropic")
+            raise self._error(what,f"{self.labels[c.atom]}: a riding U must be isotropic")
         dst = self.u_index[c.atom, :1]
         self._claim(dst, what)
         if parent.is_anisotropic:
@@ -406,12 +420,12 @@ class Reparametrisation:
         labels = self.labels
         h_labels = " ".join(labels[i] for i in group.hydrogens)
         pivot = group.pivot
-        what = (f"{kind.__name__} {labels[pivot]} ({h_labels})", getattr(group, "line", 0))
-        where = self._where(what) if what[1] else _source_line(model, group, labels)
+        what = (f"{kind.__name__} {labels[pivot]} ({h_labels})",
+                getattr(group, "line", 0) or _afix_line(model, group.hydrogens[0]))
         if kind not in riding.NEIGHBOURS:
-            raise InvalidConstraint(f"{where}{what[0]}: no riding geometry for this group")
+            raise self._error(what,f"{what[0]}: no riding geometry for this group")
         if len(group.hydrogens) != riding.HYDROGENS[kind]:
-            raise InvalidConstraint(f"{where}{what[0]}: {len(group.hydrogens)} hydrogen atoms, "
+            raise self._error(what,f"{what[0]}: {len(group.hydrogens)} hydrogen atoms, "
                                     f"{riding.HYDROGENS[kind]} expected")
         h_part = next((model.scatterers[i].part for i in group.hydrogens
                        if model.scatterers[i].part), model.scatterers[pivot].part)
@@ -421,8 +435,8 @@ class Reparametrisation:
         allowed = riding.NEIGHBOURS[kind]
         if len(nbs) not in allowed:
             found = ", ".join(f"{labels[nb.index]} {nb.distance:.3f} Å" for nb in nbs) or "none"
-            raise InvalidConstraint(
-                f"{where}{what[0]}: pivot {labels[pivot]} has {len(nbs)} bonded non-hydrogen "
+            raise self._error(what,
+                f"{what[0]}: pivot {labels[pivot]} has {len(nbs)} bonded non-hydrogen "
                 f"neighbours ({found}), {' or '.join(map(str, allowed))} expected")
         if kind is m.SecondaryPlanarXH:
             nbs = nbs[:2]
@@ -456,8 +470,8 @@ class Reparametrisation:
             if not oriented:
                 reference = _perpendicular(axis)
         if kind is m.TerminalPlanarXH2 and not oriented:
-            raise InvalidConstraint(
-                f"{where}{what[0]}: the pivot's neighbour {labels[nbs[0].index]} has no other "
+            raise self._error(what,
+                f"{what[0]}: the pivot's neighbour {labels[nbs[0].index]} has no other "
                 "non-hydrogen neighbour off the X-Y line to put the hydrogen atoms in plane with")
         n_h = riding.HYDROGENS[kind]
         step = 2.0 * np.pi / 3.0 if n_h != 6 else np.pi / 3.0
@@ -471,13 +485,13 @@ class Reparametrisation:
         if group.refined_distance and np.all(file_d > 0.5):
             d = float(np.mean(file_d))
         if d is None:
-            raise InvalidConstraint(f"{where}{what[0]}: SHELXL's table has no X–H length for a "
+            raise self._error(what,f"{what[0]}: SHELXL's table has no X–H length for a "
                                     f"{model.scattering_types[model.scatterers[pivot].type_index].element} pivot; "
                                     "give it on the AFIX line")
         phi = 0.0
         if not nbs:
             if not file_d[0] > 0.5:
-                raise InvalidConstraint(f"{where}{what[0]}: pivot {labels[pivot]} has no bonded "
+                raise self._error(what,f"{what[0]}: pivot {labels[pivot]} has no bonded "
                                         "non-hydrogen neighbour and the file's hydrogen position "
                                         "gives no direction")
             geometry.fixed_direction = a @ (h_sites[0] - sites[pivot]) / file_d[0]
@@ -491,8 +505,8 @@ class Reparametrisation:
             elif usable:
                 phi = riding.torsion_of(x_p, y_cart, ref, a @ h_sites[0])
             elif staggered:
-                raise InvalidConstraint(
-                    f"{where}{what[0]}: the pivot's neighbour {labels[nbs[0].index]} has no other "
+                raise self._error(what,
+                    f"{what[0]}: the pivot's neighbour {labels[nbs[0].index]} has no other "
                     "non-hydrogen neighbour off the X-Y line to stagger the hydrogen atoms on, and "
                     "the file's hydrogen positions cannot give the torsion")
             else:
@@ -511,12 +525,12 @@ class Reparametrisation:
         phi_col = self._new_x(f"{first} torsion", phi) if group.rotating and nbs else None
         d_col = self._new_x(f"{first} distance", d) if group.refined_distance else None
         if group.rotating and not nbs:
-            raise InvalidConstraint(f"{where}{what[0]}: a rotating group needs a pivot with a "
+            raise self._error(what,f"{what[0]}: a rotating group needs a pivot with a "
                                     "bonded non-hydrogen neighbour")
         y_out = self.site_index[list(group.hydrogens)].ravel()
         for i in group.hydrogens:
             if any(c.kind == "free_variable" for c in model.scatterers[i].site_codes):
-                raise InvalidConstraint(f"{where}{what[0]}: {labels[i]} has free-variable codes on "
+                raise self._error(what,f"{what[0]}: {labels[i]} has free-variable codes on "
                                         "its coordinates")
         self._claim(y_out, what)
         y_in = np.concatenate([self.site_index[j] for j, _, _ in geometry.inputs])
@@ -544,8 +558,8 @@ class Reparametrisation:
                 sym = SiteSymmetry(cell, model.space_group, s.site_frac, min_distance=self.tolerance)
                 if sym.order != s.site_order:
                     raise InvalidConstraint(
-                        f"{model.source}: {lab}: site-symmetry order {sym.order} within "
-                        f"{self.tolerance} Å, the reader found {s.site_order}")
+                        f"{lab}: site-symmetry order {sym.order} within {self.tolerance} Å, "
+                        f"the reader found {s.site_order}", model.source or None)
             rows = self.site_index[i]
             if int(rows[0]) not in self._owner:
                 if sym is not None:
@@ -568,7 +582,8 @@ class Reparametrisation:
                 row = int(self.u_index[i, 0])
                 if row not in self._owner:
                     if s.u_codes[0].kind == "riding":
-                        raise InvalidConstraint(f"{model.source}: {lab}: riding U without a RidingU constraint")
+                        raise InvalidConstraint(f"{lab}: riding U without a RidingU constraint",
+                                                model.source or None)
                     self._set_affine([row], np.eye(1), np.zeros(1),
                                      [self._quantity(s.u_codes[0], s.u_iso, f"{lab} Uiso")])
             self._set_affine([int(self.occupancy_index[i])], np.eye(1), np.zeros(1),
@@ -604,8 +619,8 @@ class Reparametrisation:
             if state[k] == 1:
                 cycle = path[path.index(k):]
                 atoms = sorted({self.labels[a] for j in cycle for a in self.nodes[j].atoms})
-                raise InvalidConstraint(
-                    f"{self._where(self.nodes[k].what)}constraints form a cycle: "
+                raise self._error(
+                    self.nodes[k].what, "constraints form a cycle: "
                     + " -> ".join(self.nodes[j].what[0] for j in cycle + [k])
                     + f" (atoms {', '.join(atoms)})")
             state[k] = 1
@@ -773,18 +788,18 @@ def _perpendicular(axis):
     return v / np.linalg.norm(v)
 
 
-def _source_line(model, group, labels):
-    """'file:line: ' of the AFIX instruction of a riding group, found in the
-    model's source file (the model does not record it)."""
+def _afix_line(model, atom):
+    """1-based line of the AFIX instruction in force at an atom, found in the
+    model's source file (the model does not record it), or None."""
     if not model.source:
-        return ""
+        return None
     try:
         with open(model.source, "rb") as fh:
             lines = fh.read().decode("latin-1").splitlines()
     except OSError:
-        return f"{model.source}: "
-    target = model.scatterers[group.hydrogens[0]].label.upper()
-    residue = model.scatterers[group.hydrogens[0]].residue_number
+        return None
+    target = model.scatterers[atom].label.upper()
+    residue = model.scatterers[atom].residue_number
     current_residue, afix_line = 0, None
     for number, text in enumerate(lines, 1):
         words = text.split()
@@ -792,12 +807,12 @@ def _source_line(model, group, labels):
             continue
         head = words[0].upper()
         if head == "RESI":
-            nums = [w for w in words[1:] if w.lstrip("+-").isdigit()]
-            current_residue = int(nums[0]) if nums else 0
+            numbers = [w for w in words[1:] if w.lstrip("+-").isdigit()]
+            current_residue = int(numbers[0]) if numbers else 0
         elif head == "AFIX":
             afix_line = number
-        elif head == target and current_residue == residue and afix_line is not None:
-            return f"{model.source}:{afix_line}: "
+        elif head == target and current_residue == residue:
+            return afix_line
         elif head in ("HKLF", "END"):
             break
-    return f"{model.source}: "
+    return None

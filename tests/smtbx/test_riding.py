@@ -215,6 +215,7 @@ def test_wrong_number_of_neighbours_names_file_and_line(tmp_path):
     assert message.startswith(f"{tmp_path / 's.ins'}:{line}: ")
     assert "pivot C1 has 2 bonded non-hydrogen neighbours" in message and "3 expected" in message
     assert "\n" not in message
+    assert info.value.file == str(tmp_path / "s.ins") and info.value.line == line
 
 
 def test_no_table_length_is_an_error(tmp_path):
@@ -226,8 +227,10 @@ def test_no_table_length_is_an_error(tmp_path):
 
 def test_second_reparametrisation_is_an_error(tmp_path):
     atoms = [("C1", 1, O), ("C2", 1, O + [3, 0, 0]), ("C3", 1, O + [0, 3, 0])]
-    with pytest.raises(InvalidConstraint, match="C2 x is constrained twice: by EXYZ C1 C2 and by EXYZ C3 C2"):
-        build(tmp_path, ins(atoms, extra="EXYZ C1 C2\nEXYZ C3 C2"))
+    text = ins(atoms, extra="EXYZ C1 C2\nEXYZ C3 C2")
+    with pytest.raises(InvalidConstraint, match="C2 x is constrained twice: by EXYZ C1 C2 and by EXYZ C3 C2") as info:
+        build(tmp_path, text)
+    assert info.value.line == text.splitlines().index("EXYZ C3 C2") + 1
 
 
 def test_cycle_is_an_error(tmp_path):

@@ -12,7 +12,8 @@ lattice translation (the nearest image per operation is taken).  PART rules
   other than a pure lattice translation) of atoms in a non-zero PART,
   itself included.
 
-Hydrogen–hydrogen contacts are not bonds.
+Only bonds to non-hydrogen atoms are listed: the riding-hydrogen
+geometries are built on the non-hydrogen skeleton.
 """
 
 from dataclasses import dataclass
@@ -85,29 +86,26 @@ class Connectivity:
                                      for r, t in zip(self.rotations, self.translations)])
         self._cache = {}
 
-    def neighbours(self, i, include_hydrogen=False):
-        """Atoms bonded to atom ``i``, nearest first.
+    def neighbours(self, i):
+        """Non-hydrogen atoms bonded to atom ``i``, nearest first.
 
         Parameters
         ----------
         i : int
-        include_hydrogen : bool
-            Also list hydrogen atoms (never for a hydrogen ``i``).
 
         Returns
         -------
         list of Neighbour
         """
-        key = (i, include_hydrogen)
-        if key not in self._cache:
-            self._cache[key] = self._search(i, include_hydrogen)
-        return self._cache[key]
+        if i not in self._cache:
+            self._cache[i] = self._search(i)
+        return self._cache[i]
 
     def _close(self, a, b, tolerance=0.05):
         delta = a - b
         return delta @ self.cell.metric @ delta < tolerance ** 2
 
-    def _search(self, i, include_hydrogen):
+    def _search(self, i):
         x = self.sites[i]
         delta = self.images - x
         shift = -np.round(delta)
@@ -115,8 +113,7 @@ class Connectivity:
         d2 = np.einsum("kja,ab,kjb->kj", delta, self.cell.metric, delta)
         cutoff = self.radii[i] + self.radii + BOND_TOLERANCE
         ok = (d2 < cutoff[None, :] ** 2) & (d2 > 1e-4)
-        if self.hydrogen[i] or not include_hydrogen:
-            ok &= ~self.hydrogen[None, :]
+        ok &= ~self.hydrogen[None, :]
         pi = self.parts[i]
         if pi != 0:
             ok &= ((self.parts == 0) | (self.parts == pi))[None, :]

@@ -43,16 +43,13 @@ import gemmi
 import numpy as np
 import scipy.sparse
 
+from sftbx import SLOTS
 from sgtbx import SiteSymmetry
 from sgtbx.errors import CrystallographyError
 
 from . import model as m
 from . import riding, rigid
 from .connectivity import Connectivity
-
-#: Columns of sftbx.ParameterMap, in its order (sftbx.SLOTS).
-SFTBX_SLOTS = ("x", "y", "z", "u_iso", "u11", "u22", "u33", "u12", "u13", "u23",
-               "occupancy", "fp", "fdp")
 
 _PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 _U_NAMES = ("U11", "U22", "U33", "U12", "U13", "U23")
@@ -705,18 +702,23 @@ class Reparametrisation:
 
     # --------------------------------------------------------------- outputs
     def y_columns(self):
-        """int64 (n_atoms, 13): the y index of each atom's parameters in the
-        order of sftbx's ParameterMap slots (x, y, z, u_iso, U*11..U*23,
-        occupancy, f', f''), -1 where the atom has no such parameter."""
+        """int64 (n_atoms, len(sftbx.SLOTS)): the y index of each atom's
+        parameters in the order of sftbx's ParameterMap slots (x, y, z, u_iso,
+        U*11..U*23, occupancy, f', f''), -1 where the atom has no such
+        parameter: ``sftbx.ParameterMap(graph.y_columns(), len(graph.y),
+        graph.extinction_index)`` gives design rows in y."""
         n = len(self.model.scatterers)
-        cols = np.full((n, len(SFTBX_SLOTS)), -1, dtype=np.int64)
-        cols[:, 0:3] = self.site_index
+        slot = {name: k for k, name in enumerate(SLOTS)}
+        cols = np.full((n, len(SLOTS)), -1, dtype=np.int64)
+        for k, c in enumerate("xyz"):
+            cols[:, slot[c]] = self.site_index[:, k]
         aniso = self.model.anisotropic
-        cols[~aniso, 3] = self.u_index[~aniso, 0]
-        cols[aniso, 4:10] = self.u_index[aniso]
-        cols[:, 10] = self.occupancy_index
-        cols[:, 11] = self.fp_index
-        cols[:, 12] = self.fdp_index
+        cols[~aniso, slot["u_iso"]] = self.u_index[~aniso, 0]
+        for k, c in enumerate(("u11", "u22", "u33", "u12", "u13", "u23")):
+            cols[aniso, slot[c]] = self.u_index[aniso, k]
+        cols[:, slot["occupancy"]] = self.occupancy_index
+        cols[:, slot["fp"]] = self.fp_index
+        cols[:, slot["fdp"]] = self.fdp_index
         return cols
 
     def arrays(self, y=None):

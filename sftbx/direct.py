@@ -223,13 +223,19 @@ class StructureFactors:
         """|F(h)| - |F(-h)|, float64 (m,)."""
         return np.abs(self.f_calc()) - np.abs(self.f_calc_friedel())
 
-    def design_rows(self, parameter_map, start=0, stop=None, kind="fc_sq", extinction=None,
+    def default_parameter_map(self):
+        """Sites, ADPs (u_iso or the six U*) and occupancies of every atom,
+        atom after atom."""
+        return ParameterMap.for_scatterers(self.scatterers, occupancy=True)
+
+    def design_rows(self, parameter_map=None, start=0, stop=None, kind="fc_sq", extinction=None,
                     rows=None, y=None):
         """Design-matrix rows dY/dp for the reflections start:stop.
 
         Parameters
         ----------
-        parameter_map : ParameterMap
+        parameter_map : ParameterMap, optional
+            Default: ``default_parameter_map()``.
         start, stop : int
             The block of reflections (``stop`` None: to the end).
         kind : {"fc_sq", "fc"}
@@ -247,6 +253,8 @@ class StructureFactors:
         y : float64 (stop - start,)
         rows : float64 (stop - start, n_params)
         """
+        if parameter_map is None:
+            parameter_map = self.default_parameter_map()
         if not isinstance(parameter_map, ParameterMap):
             raise ScatteringError("parameter_map: expected an sftbx.ParameterMap")
         if kind not in KINDS:
@@ -282,22 +290,28 @@ class StructureFactors:
                    extinction_column=parameter_map.extinction_column, n_threads=self.n_threads)
         return y, rows
 
-    def gradients(self, dT_dA, dT_dB, parameter_map):
+    def gradients(self, dT_dA, dT_dB, parameter_map=None):
         """Gradient of a target T(A, B), F = A + iB, summed over reflections.
 
         Parameters
         ----------
         dT_dA, dT_dB : float64 (m,)
-        parameter_map : ParameterMap
-            Its extinction column, if any, is left zero (T's dependence on x
+        parameter_map : ParameterMap, optional
+            Default: ``default_parameter_map()``.  Its extinction column, if
+            any, is left zero (T's dependence on x
             is the caller's; see ``y_calc``).
 
         Returns
         -------
         float64 (n_params,)
         """
+        if parameter_map is None:
+            parameter_map = self.default_parameter_map()
         if not isinstance(parameter_map, ParameterMap):
             raise ScatteringError("parameter_map: expected an sftbx.ParameterMap")
+        if parameter_map.columns.shape[0] != len(self.scatterers):
+            raise ScatteringError(f"parameter map has {parameter_map.columns.shape[0]} atoms, "
+                                  f"the structure {len(self.scatterers)}")
         da = np.asarray(dT_dA, dtype=np.float64)
         db = np.asarray(dT_dB, dtype=np.float64)
         if da.shape != (len(self.hkl),) or db.shape != (len(self.hkl),):

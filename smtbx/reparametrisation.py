@@ -721,6 +721,23 @@ class Reparametrisation:
         cols[:, slot["fdp"]] = self.fdp_index
         return cols
 
+    def chain(self, rows_y):
+        """Design rows in x from design rows in y: rows_y J.
+
+        Parameters
+        ----------
+        rows_y : float64 (m, n_y)
+            E.g. sftbx's design rows for the map of :meth:`y_columns`.
+
+        Returns
+        -------
+        float64 (m, n_x)
+        """
+        rows_y = np.asarray(rows_y, dtype=np.float64)
+        if rows_y.ndim != 2 or rows_y.shape[1] != len(self.y):
+            raise InvalidConstraint(f"rows: expected shape (m, {len(self.y)}), got {rows_y.shape}")
+        return np.asarray((self.jacobian.T @ rows_y.T).T)
+
     def arrays(self, y=None):
         """The y vector as the arrays of a structure-factor calculation.
 

@@ -65,7 +65,8 @@ def test_design_rows_through_the_graph(small_data, name):
     pmap = sftbx.ParameterMap(columns, len(graph.y), extinction_column=graph.extinction_index)
     multiplicities = model.space_group.order_z / model.site_orders
     y_calc, rows = _intensities(model, graph, hkl, graph.x, pmap, multiplicities)
-    design = (graph.jacobian.T @ rows.T).T           # (m, n_x)
+    design = graph.chain(rows)                       # (m, n_x)
+    np.testing.assert_allclose(design, rows @ graph.jacobian.toarray(), rtol=1e-12, atol=1e-9 * np.abs(design).max())
     # the columns of the first node of each kind (copy, linear, each riding
     # geometry and mode), plus the first two columns of each kind of x
     jac = graph.jacobian.tocsr()

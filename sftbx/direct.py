@@ -172,9 +172,19 @@ class StructureFactors:
         types, self.type_index = scatterers.types()
         self.ff_a, self.ff_b, self.ff_c = form_factor_table(types, table)
 
+    def _call(self, kernel, *args, hkl=None, **kwargs):
+        """Run a compiled kernel on the current scatterer values; the kernel
+        checks them, and a bad atom is reported by Scatterers.validate()."""
+        try:
+            return kernel(*self._args(hkl), *args, **kwargs)
+        except _direct.BadAtom as exc:
+            self.scatterers.validate()
+            i = exc.args[0]
+            raise ScatteringError(f"atom {self.scatterers.labels[i]!r}: values the structure "
+                                  f"factors cannot use") from None
+
     def _args(self, hkl=None):
         sc = self.scatterers
-        sc.validate()
         s = self.symmetry
         return (self.hkl if hkl is None else hkl, s["rotations"], s["translations"],
                 s["centring"], s["centric"], s["t_inv"], self.gstar, self.type_index, self.ff_a,
@@ -188,13 +198,13 @@ class StructureFactors:
 
     def f_calc(self):
         """F(h), complex128 (m,)."""
-        return _direct.f_calc(*self._args(), n_threads=self.n_threads)
+        return self._call(_direct.f_calc, n_threads=self.n_threads)
 
     def f_calc_friedel(self):
         """F(-h), complex128 (m,): the Friedel mates (different from conj F(h)
         only through f'')."""
-        return _direct.f_calc(*self._args(np.ascontiguousarray(-self.hkl)),
-                              n_threads=self.n_threads)
+        return self._call(_direct.f_calc, hkl=np.ascontiguousarray(-self.hkl),
+                          n_threads=self.n_threads)
 
     def amplitudes(self):
         """|F(h)|, float64 (m,)."""
@@ -213,13 +223,19 @@ class StructureFactors:
         """|F(h)| - |F(-h)|, float64 (m,)."""
         return np.abs(self.f_calc()) - np.abs(self.f_calc_friedel())
 
-    def design_rows(self, parameter_map, start=0, stop=None, kind="fc_sq", extinction=None,
+    def default_parameter_map(self):
+        """Sites, ADPs (u_iso or the six U*) and occupancies of every atom,
+        atom after atom."""
+        return ParameterMap.for_scatterers(self.scatterers, occupancy=True)
+
+    def design_rows(self, parameter_map=None, start=0, stop=None, kind="fc_sq", extinction=None,
                     rows=None, y=None):
         """Design-matrix rows dY/dp for the reflections start:stop.
 
         Parameters
         ----------
-        parameter_map : ParameterMap
+        parameter_map : ParameterMap, optional
+            Default: ``default_parameter_map()``.
         start, stop : int
             The block of reflections (``stop`` None: to the end).
         kind : {"fc_sq", "fc"}
@@ -237,6 +253,8 @@ class StructureFactors:
         y : float64 (stop - start,)
         rows : float64 (stop - start, n_params)
         """
+        if parameter_map is None:
+            parameter_map = self.default_parameter_map()
         if not isinstance(parameter_map, ParameterMap):
             raise ScatteringError("parameter_map: expected an sftbx.ParameterMap")
         if kind not in KINDS:
@@ -267,28 +285,33 @@ class StructureFactors:
         elif parameter_map.extinction_column >= 0:
             raise ScatteringError("the parameter map has an extinction column but no "
                                   "extinction was given")
-        _direct.design_rows(*self._args(hkl), parameter_map.columns, KINDS[kind], rows, y,
-                            extinction_eps=eps, extinction_x=x,
-                            extinction_column=parameter_map.extinction_column,
-                            n_threads=self.n_threads)
+        self._call(_direct.design_rows, parameter_map.columns, KINDS[kind], rows, y, hkl=hkl,
+                   extinction_eps=eps, extinction_x=x,
+                   extinction_column=parameter_map.extinction_column, n_threads=self.n_threads)
         return y, rows
 
-    def gradients(self, dT_dA, dT_dB, parameter_map):
+    def gradients(self, dT_dA, dT_dB, parameter_map=None):
         """Gradient of a target T(A, B), F = A + iB, summed over reflections.
 
         Parameters
         ----------
         dT_dA, dT_dB : float64 (m,)
-        parameter_map : ParameterMap
-            Its extinction column, if any, is left zero (T's dependence on x
+        parameter_map : ParameterMap, optional
+            Default: ``default_parameter_map()``.  Its extinction column, if
+            any, is left zero (T's dependence on x
             is the caller's; see ``y_calc``).
 
         Returns
         -------
         float64 (n_params,)
         """
+        if parameter_map is None:
+            parameter_map = self.default_parameter_map()
         if not isinstance(parameter_map, ParameterMap):
             raise ScatteringError("parameter_map: expected an sftbx.ParameterMap")
+        if parameter_map.columns.shape[0] != len(self.scatterers):
+            raise ScatteringError(f"parameter map has {parameter_map.columns.shape[0]} atoms, "
+                                  f"the structure {len(self.scatterers)}")
         da = np.asarray(dT_dA, dtype=np.float64)
         db = np.asarray(dT_dB, dtype=np.float64)
         if da.shape != (len(self.hkl),) or db.shape != (len(self.hkl),):
@@ -296,8 +319,8 @@ class StructureFactors:
                                   f"{da.shape} and {db.shape}")
         if not (np.isfinite(da).all() and np.isfinite(db).all()):
             raise ScatteringError("dT_dA, dT_dB: values must be finite")
-        return _direct.gradients(*self._args(), parameter_map.columns, da, db,
-                                 parameter_map.n_params, n_threads=self.n_threads)
+        return self._call(_direct.gradients, parameter_map.columns, da, db,
+                          parameter_map.n_params, n_threads=self.n_threads)
 
 
 def structure_factors(unit_cell, space_group, scatterers, hkl, table="it92", n_threads=1,

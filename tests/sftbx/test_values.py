@@ -202,7 +202,7 @@ def test_thread_count_does_not_change_results():
     group, cell = GemmiSymmetry(name), Cell(*cell_parameters)
     scat, mult = random_structure(group, cell, n_atoms=8, seed=12)
     hkl = random_hkl(cell, d_min=0.8, n=700, seed=12)
-    pm = sftbx.ParameterMap.for_scatterers(scat, occupancy=True)
+    pm = None  # the default map: sites, ADPs, occupancies
     results = []
     for n_threads in (1, 2, 3):
         sf = sftbx.StructureFactors(cell, group, scat, hkl, multiplicities=mult,
@@ -233,3 +233,8 @@ def test_ions_and_dispersion_from_gemmi():
     energy = 12398.419843320026 / 1.5406
     assert (fp[0], fdp[0]) == gemmi.cromer_liberman(z=26, energy=energy)
     assert (fp[1], fdp[1]) == gemmi.cromer_liberman(z=29, energy=energy)
+    scat = sftbx.Scatterers(["Fe3+", "Cu", "C"], np.zeros((3, 3)), np.ones(3), np.full(3, 0.02))
+    scat.set_anomalous_from_wavelength(1.5406)
+    assert scat.fp[0] == fp[0] and scat.fdp[1] == fdp[1] and 0 < scat.fdp[2] < 0.1
+    with pytest.raises(sftbx.ScatteringError, match="wavelength"):
+        scat.set_anomalous_from_wavelength(0.0)

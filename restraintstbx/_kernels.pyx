@@ -17,9 +17,8 @@ Status codes returned by the per-proxy functions: 0 success, 1 degenerate
 geometry (coincident atoms, zero-length vector), 2 ADP not positive definite.
 """
 
-from libc.math cimport sqrt, fabs, atan2, cos, sin, pow, floor, M_PI
+from libc.math cimport sqrt, fabs, atan2, acos, cos, sin, pow, floor, M_PI
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
 from cython.parallel cimport prange, parallel, threadid
 
 import numpy as np
@@ -74,13 +73,14 @@ cdef inline void _sub(const double* a, const double* b, double* c) noexcept nogi
 
 cdef inline double _unit(const double* a, const double* b, double* e) noexcept nogil:
     """e = (b - a) / |b - a|; returns |b - a| (0 leaves e undefined)."""
-    cdef double d
+    cdef double d, f
     _sub(b, a, e)
     d = sqrt(_dot(e, e))
     if d > 0.0:
-        e[0] /= d
-        e[1] /= d
-        e[2] /= d
+        f = 1.0 / d
+        e[0] *= f
+        e[1] *= f
+        e[2] *= f
     return d
 
 
@@ -212,116 +212,149 @@ cdef int _bump_rows(int p, const double* x, const double* u, const double* par,
     return 0
 
 
+cdef inline double _prolsq(double d, const double* par, double* dvalue) noexcept nogil:
+    """Delta of the prolsq repulsion at distance d < d0 and d value / d d
+    (value = -Delta).  par: d0 (= k_rep * vdw distance), irexp, rexp;
+    Delta = s^(rexp/2) with s = d0^irexp - d^irexp, so w Delta^2 = c_rep s^rexp."""
+    cdef double s
+    if par[1] == 1.0 and par[2] == 4.0:
+        s = par[0] - d
+        dvalue[0] = 2.0 * s
+        return s * s
+    s = pow(par[0], par[1]) - pow(d, par[1])
+    dvalue[0] = 0.5 * par[2] * pow(s, 0.5 * par[2] - 1.0) * par[1] * pow(d, par[1] - 1.0)
+    return pow(s, 0.5 * par[2])
+
+
 cdef int _nonbonded_rows(int p, const double* x, const double* u, const double* par,
                          const double* rw, int nrow, double* delta, double* dx,
                          double* du) noexcept nogil:
-    # par: d0 (= k_rep * vdw distance), irexp, rexp.  Delta = s^(rexp/2) with
-    # s = d0^irexp - d^irexp when d < d0, else 0; w Delta^2 = c_rep s^rexp.
+    # zero beyond d0, else _prolsq
     cdef double e[3]
-    cdef double d = _unit(x, x + 3, e)
-    cdef double s, dvalue
-    cdef double irexp = par[1]
-    cdef double rexp = par[2]
+    cdef double d, dvalue
     cdef int c
-    if d <= 0.0:
-        return 1
-    if d >= par[0]:
+    _sub(x + 3, x, e)
+    d = _dot(e, e)
+    if d >= par[0] * par[0]:
         delta[0] = 0.0
         return 0
-    if irexp == 1.0 and rexp == 4.0:
-        s = par[0] - d
-        delta[0] = s * s
-        dvalue = 2.0 * s
-    else:
-        s = pow(par[0], irexp) - pow(d, irexp)
-        delta[0] = pow(s, 0.5 * rexp)
-        dvalue = 0.5 * rexp * pow(s, 0.5 * rexp - 1.0) * irexp * pow(d, irexp - 1.0)
-    # value = -Delta, d value / d d = -(d Delta / d s)(d s / d d) = dvalue
+    if d <= 0.0:
+        return 1
+    d = sqrt(d)
+    delta[0] = _prolsq(d, par, &dvalue)
+    dvalue /= d
     for c in range(3):
         dx[c] = -dvalue * e[c]
         dx[3 + c] = dvalue * e[c]
     return 0
 
 
-cdef int _angle_rows(int p, const double* x, const double* u, const double* par,
-                     const double* rw, int nrow, double* delta, double* dx,
-                     double* du) noexcept nogil:
+cdef inline double _angle(const double* x0, const double* x1, const double* x2,
+                          double* g0, double* g1, double* g2) noexcept nogil:
+    """Angle x0-x1-x2 in degrees and its derivatives (g0, g1, g2); -1 when an
+    arm has zero length.  theta = atan2(|a x b|, a.b) with a = x0 - x1,
+    b = x2 - x1, d theta / d a = ((a.b / a.a) a - b) / |a x b|, likewise for
+    b; zero derivatives for a straight angle."""
     cdef double a[3]
     cdef double b[3]
     cdef double cr[3]
-    cdef double la, lb, cs, sn, theta, f
+    cdef double aa, bb, ab, sn, fa, fb, f, theta
     cdef int c
-    la = _unit(x + 3, x, a)
-    lb = _unit(x + 3, x + 6, b)
-    if la <= 0.0 or lb <= 0.0:
-        return 1
-    cs = _dot(a, b)
+    _sub(x0, x1, a)
+    _sub(x2, x1, b)
+    aa = _dot(a, a)
+    bb = _dot(b, b)
+    if aa <= 0.0 or bb <= 0.0:
+        return -1.0
+    ab = _dot(a, b)
     _cross(a, b, cr)
     sn = sqrt(_dot(cr, cr))
-    theta = atan2(sn, cs)
-    delta[0] = par[0] - theta * RAD2DEG
-    if sn < 1e-12:
-        return 0
+    theta = atan2(sn, ab) * RAD2DEG
+    if sn < 1e-12 * sqrt(aa * bb):
+        for c in range(3):
+            g0[c] = 0.0
+            g1[c] = 0.0
+            g2[c] = 0.0
+        return theta
     f = RAD2DEG / sn
+    fa = ab / aa
+    fb = ab / bb
     for c in range(3):
-        dx[c] = f * (cs * a[c] - b[c]) / la
-        dx[6 + c] = f * (cs * b[c] - a[c]) / lb
-        dx[3 + c] = -dx[c] - dx[6 + c]
+        g0[c] = f * (fa * a[c] - b[c])
+        g2[c] = f * (fb * b[c] - a[c])
+        g1[c] = -g0[c] - g2[c]
+    return theta
+
+
+cdef int _angle_rows(int p, const double* x, const double* u, const double* par,
+                     const double* rw, int nrow, double* delta, double* dx,
+                     double* du) noexcept nogil:
+    cdef double theta = _angle(x, x + 3, x + 6, dx, dx + 3, dx + 6)
+    if theta < 0.0:
+        return 1
+    delta[0] = par[0] - theta
     return 0
 
 
-cdef double _dihedral(const double* x, double* g) noexcept nogil:
-    """Dihedral angle x0-x1-x2-x3 in radians (IUPAC sign) and, in g (12),
-    its derivatives with respect to the four sites.  Returns NaN when a
-    plane is undefined."""
+cdef inline double _dihedral(const double* x, double* g) noexcept nogil:
+    """Dihedral angle x0-x1-x2-x3 in radians, IUPAC sign:
+    atan2(|b2| b1.(b2 x b3), (b1 x b2).(b2 x b3)) with b_k = x_k - x_(k-1),
+    and in g (12) its derivatives with respect to the four sites (Blondel &
+    Karplus 1996).  Returns NaN when a plane is undefined."""
     cdef double b1[3]
     cdef double b2[3]
     cdef double b3[3]
     cdef double n1[3]
     cdef double n2[3]
-    cdef double m[3]
-    cdef double l2, nn1, nn2, phi, f1, f2
+    cdef double l2, nn1, nn2, f1, f2, il2, s1, s2
     cdef int c
     _sub(x + 3, x, b1)
     _sub(x + 6, x + 3, b2)
     _sub(x + 9, x + 6, b3)
     _cross(b1, b2, n1)
     _cross(b2, b3, n2)
-    l2 = sqrt(_dot(b2, b2))
+    l2 = _dot(b2, b2)
     nn1 = _dot(n1, n1)
     nn2 = _dot(n2, n2)
     if l2 <= 0.0 or nn1 <= 0.0 or nn2 <= 0.0:
         return 0.0 / 0.0
-    _cross(n1, b2, m)
-    phi = atan2(_dot(m, n2) / l2, _dot(n1, n2))
-    f1 = _dot(b1, b2) / (l2 * l2)
-    f2 = _dot(b3, b2) / (l2 * l2)
+    il2 = 1.0 / l2
+    f1 = _dot(b1, b2) * il2
+    f2 = _dot(b3, b2) * il2
+    l2 = sqrt(l2)
+    s1 = -l2 / nn1
+    s2 = l2 / nn2
     for c in range(3):
-        g[c] = l2 / nn1 * n1[c]
-        g[9 + c] = -l2 / nn2 * n2[c]
+        g[c] = s1 * n1[c]
+        g[9 + c] = s2 * n2[c]
         g[3 + c] = -(1.0 + f1) * g[c] + f2 * g[9 + c]
         g[6 + c] = f1 * g[c] - (1.0 + f2) * g[9 + c]
-    return phi
+    return atan2(l2 * _dot(b1, n2), _dot(n1, n2))
+
+
+cdef inline double _dihedral_delta(double phi, const double* par, double* f) noexcept nogil:
+    """Delta for a dihedral phi (radians); f = d value / d phi (degrees per
+    radian) for the rows.  par: ideal (degrees), periodicity n >= 1, form
+    (0 harmonic, 1 sinusoidal)."""
+    cdef double period = 360.0 / par[1]
+    cdef double d = par[0] - phi * RAD2DEG
+    d -= period * floor(d / period + 0.5)
+    if par[2] == 0.0:
+        f[0] = RAD2DEG
+        return d
+    f[0] = RAD2DEG * cos(M_PI * d / period)
+    return period / M_PI * sin(M_PI * d / period)
 
 
 cdef int _dihedral_rows(int p, const double* x, const double* u, const double* par,
                         const double* rw, int nrow, double* delta, double* dx,
                         double* du) noexcept nogil:
-    # par: ideal (degrees), periodicity n >= 1, form (0 harmonic, 1 sinusoidal)
-    cdef double phi, period, d, f
+    cdef double phi, f
     cdef int c
     phi = _dihedral(x, dx)
     if phi != phi:
         return 1
-    period = 360.0 / par[1]
-    d = par[0] - phi * RAD2DEG
-    d -= period * floor(d / period + 0.5)
-    if par[2] == 0.0:
-        delta[0] = d
-        f = RAD2DEG
-    else:
-        delta[0] = period / M_PI * sin(M_PI * d / period)
-        f = RAD2DEG * cos(M_PI * d / period)
+    delta[0] = _dihedral_delta(phi, par, &f)
     for c in range(12):
         dx[c] *= f
     return 0
@@ -460,25 +493,100 @@ cdef int _planarity_rows(int p, const double* x, const double* u, const double* 
     return 0
 
 
+cdef inline int _smallest_eigenvector(const double* m, double* n) noexcept nogil:
+    """Unit eigenvector of the smallest eigenvalue of a symmetric 3x3 matrix:
+    the eigenvalue in closed form (trigonometric solution of the cubic), the
+    vector as the largest cross product of two rows of M - lambda I.  Accurate
+    to about eps |M| / (lambda_1 - lambda_0), which is what the residual sum
+    of a plane (stationary in n) needs; the design rows use Jacobi."""
+    cdef double q = (m[0] + m[4] + m[8]) / 3.0
+    cdef double p1 = m[1] * m[1] + m[2] * m[2] + m[5] * m[5]
+    cdef double a0 = m[0] - q, a1 = m[4] - q, a2 = m[8] - q
+    cdef double p2 = a0 * a0 + a1 * a1 + a2 * a2 + 2.0 * p1
+    cdef double pp, r, phi, lam, best, nn
+    cdef double rows[9]
+    cdef double c[9]
+    cdef int k, i
+    if p2 <= 0.0:
+        return 1
+    pp = sqrt(p2 / 6.0)
+    r = (a0 * (a1 * a2 - m[5] * m[5]) - m[1] * (m[1] * a2 - m[5] * m[2])
+         + m[2] * (m[1] * m[5] - a1 * m[2])) / (2.0 * pp * pp * pp)
+    r = min(max(r, -1.0), 1.0)
+    phi = acos(r) / 3.0
+    lam = q + 2.0 * pp * cos(phi + 2.0 * M_PI / 3.0)
+    for i in range(9):
+        rows[i] = m[i]
+    rows[0] -= lam
+    rows[4] -= lam
+    rows[8] -= lam
+    _cross(rows, rows + 3, c)
+    _cross(rows, rows + 6, c + 3)
+    _cross(rows + 3, rows + 6, c + 6)
+    best = -1.0
+    for k in range(3):
+        nn = _dot(c + 3 * k, c + 3 * k)
+        if nn > best:
+            best = nn
+            i = k
+    if best <= 0.0:
+        return 1
+    best = sqrt(best)
+    for k in range(3):
+        n[k] = c[3 * i + k] / best
+    return 0
+
+
 cdef int _planarity_gradient(int p, const double* x, const double* u, const double* par,
                              const double* rw, int nrow, double* esum, double* gx,
                              double* gu) noexcept nogil:
     # sum_i w_i d_i^2 is the smallest eigenvalue; its gradient is 2 w_j d_j n
-    # (the plane is stationary), so no eigenvector derivative is needed.
+    # (centre and normal are stationary), so no eigenvector derivative is needed.
     cdef double centre[3]
-    cdef double lam[3]
-    cdef double vec[9]
+    cdef double mm[6]
+    cdef double m9[9]
+    cdef double n[3]
     cdef double y[3]
-    cdef double d, e = 0.0
+    cdef double wsum = 0.0, d, e = 0.0, wi
     cdef int i, a
-    if _plane_fit(p, x, rw, centre, lam, vec):
+    for a in range(3):
+        centre[a] = 0.0
+    for a in range(6):
+        mm[a] = 0.0
+    for i in range(p):
+        wsum += rw[i]
+        for a in range(3):
+            centre[a] += rw[i] * x[3 * i + a]
+    if wsum <= 0.0:
+        return 1
+    for a in range(3):
+        centre[a] /= wsum
+    for i in range(p):
+        wi = rw[i]
+        _sub(x + 3 * i, centre, y)
+        mm[0] += wi * y[0] * y[0]
+        mm[1] += wi * y[0] * y[1]
+        mm[2] += wi * y[0] * y[2]
+        mm[3] += wi * y[1] * y[1]
+        mm[4] += wi * y[1] * y[2]
+        mm[5] += wi * y[2] * y[2]
+    m9[0] = mm[0]
+    m9[1] = mm[1]
+    m9[2] = mm[2]
+    m9[3] = mm[1]
+    m9[4] = mm[3]
+    m9[5] = mm[4]
+    m9[6] = mm[2]
+    m9[7] = mm[4]
+    m9[8] = mm[5]
+    if _smallest_eigenvector(m9, n):
         return 1
     for i in range(p):
         _sub(x + 3 * i, centre, y)
-        d = y[0] * vec[0] + y[1] * vec[3] + y[2] * vec[6]
+        d = _dot(y, n)
         e += rw[i] * d * d
         for a in range(3):
-            gx[3 * i + a] = 2.0 * rw[i] * d * vec[3 * a]
+            gx[3 * i + a] = 2.0 * rw[i] * d * n[a]
     esum[0] = e
     return 0
 
@@ -737,7 +845,7 @@ GRADS[PLANARITY] = _planarity_gradient
 # ---------------------------------------------------------------------------
 # drivers
 
-cdef inline void _place(int p, const long long* atom_index, const int* atom_op,
+cdef inline void _place(int p, const int* atom_index, const int* atom_op,
                         const double* atom_trans, const double* sites,
                         const double* u, int nu, const double* rot,
                         const double* urot, double* xs, double* us) noexcept nogil:
@@ -801,110 +909,579 @@ cdef inline void _map_back_u(int op, int nu, const double* urot, const double* g
             out[c] += r[6 * k + c] * g[k]
 
 
+cdef inline void _zero(double* a, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        a[i] = 0.0
+
+
+cdef inline int _proxy_gradient(rows_fn rows, grad_fn grad, int p, int nrow, int nu,
+                                const double* xs, const double* us, const double* par,
+                                const double* rw, double* delta, double* dx, double* du,
+                                double* gx, double* gu, double* e) noexcept nogil:
+    """sum w Delta^2 of one placed proxy (in e) and its gradient with respect to
+    the placed sites (gx, 3p) and ADPs (gu, nu p); from the type's gradient
+    function when it has one, else from its rows.  When e is 0 the gradient
+    is zero and gx, gu are left undefined."""
+    cdef int status, r, q
+    cdef int n3 = 3 * p, nn = nu * p
+    cdef double f, total = 0.0
+    cdef bint first = True
+    if grad != NULL:
+        return grad(p, xs, us, par, rw, nrow, e, gx, gu)
+    _zero(dx, n3 * nrow)
+    _zero(du, nn * nrow)
+    status = rows(p, xs, us, par, rw, nrow, delta, dx, du)
+    if status != 0:
+        return status
+    for r in range(nrow):
+        if delta[r] == 0.0:
+            continue
+        f = rw[r] * delta[r]
+        total += f * delta[r]
+        f = -2.0 * f
+        if first:
+            for q in range(n3):
+                gx[q] = f * dx[r * n3 + q]
+            for q in range(nn):
+                gu[q] = f * du[r * nn + q]
+            first = False
+        else:
+            for q in range(n3):
+                gx[q] += f * dx[r * n3 + q]
+            for q in range(nn):
+                gu[q] += f * du[r * nn + q]
+    e[0] = total
+    return 0
+
+
+cdef struct Proxies:
+    # the arrays of one restraint type, as raw pointers (see proxies.py)
+    const long long* proxy_ptr
+    const long long* row_ptr
+    const int* atom_index
+    const int* atom_op
+    const double* atom_trans
+    const double* row_weight
+    const double* params
+    int n_params
+    const double* target     # params[:, 0], contiguous
+    const double* rot
+    const double* urot
+    const double* sites
+    const double* u
+    int nu
+    bint simple          # no operations and no shifts at all
+
+
+ctypedef int (*chunk_fn)(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                         int max_atoms, int max_rows, double* grad_sites,
+                         double* grad_u, double* e, long long* bad) noexcept nogil
+
+
+cdef inline int _chunk(rows_fn rows, grad_fn grad, int fixed_p, int fixed_rows,
+                       const Proxies* d, Py_ssize_t k0,
+                       Py_ssize_t k1, double* buf, int max_atoms, int max_rows,
+                       double* grad_sites, double* grad_u, double* e_out,
+                       long long* bad) noexcept nogil:
+    """Residual sum and gradient of proxies k0..k1-1, added into e_out and the
+    gradient arrays.  Inlined into one function per type with ``rows``,
+    ``grad`` and, where the type fixes them, the numbers of atoms and rows
+    per proxy (``fixed_p``, ``fixed_rows``; 0 if variable) constant, so that
+    the compiler can specialise the loops."""
+    cdef int nu = d.nu
+    cdef int nuw = nu if nu else 1
+    cdef double* xs = buf
+    cdef double* us = xs + 3 * max_atoms
+    cdef double* delta = us + nuw * max_atoms
+    cdef double* dx = delta + max_rows
+    cdef double* du = dx + max_rows * max_atoms * 3
+    cdef double* gx = du + max_rows * max_atoms * nuw
+    cdef double* gu = gx + 3 * max_atoms
+    cdef Py_ssize_t k
+    cdef long long a0, r0, i
+    cdef int p, nrow, a, c, status
+    cdef double e, total = 0.0
+    cdef const double* xi
+    for k in range(k0, k1):
+        a0 = d.proxy_ptr[k]
+        p = fixed_p if fixed_p else <int> (d.proxy_ptr[k + 1] - a0)
+        r0 = d.row_ptr[k]
+        nrow = fixed_rows if fixed_rows else <int> (d.row_ptr[k + 1] - r0)
+        if d.simple:
+            for a in range(p):
+                xi = d.sites + 3 * d.atom_index[a0 + a]
+                xs[3 * a] = xi[0]
+                xs[3 * a + 1] = xi[1]
+                xs[3 * a + 2] = xi[2]
+                for c in range(nu):
+                    us[nu * a + c] = d.u[nu * d.atom_index[a0 + a] + c]
+        else:
+            _place(p, d.atom_index + a0, d.atom_op + a0, d.atom_trans + 3 * a0, d.sites,
+                   d.u, nu, d.rot, d.urot, xs, us)
+        status = _proxy_gradient(rows, grad, p, nrow, nu, xs, us, d.params + d.n_params * k,
+                                 d.row_weight + r0, delta, dx, du, gx, gu, &e)
+        if status != 0:
+            bad[0] = k
+            e_out[0] += total
+            return status
+        if e == 0.0:
+            continue
+        total += e
+        for a in range(p):
+            i = d.atom_index[a0 + a]
+            if d.simple:
+                for c in range(3):
+                    grad_sites[3 * i + c] += gx[3 * a + c]
+                for c in range(nu):
+                    grad_u[nu * i + c] += gu[nu * a + c]
+            else:
+                _map_back_site(d.atom_op[a0 + a], d.rot, gx + 3 * a, grad_sites + 3 * i)
+                if nu:
+                    _map_back_u(d.atom_op[a0 + a], nu, d.urot, gu + nu * a,
+                                grad_u + nu * i)
+    e_out[0] += total
+    return 0
+
+
+cdef int _bond_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_bond_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _angle_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_angle_rows, NULL, 3, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _dihedral_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_dihedral_rows, NULL, 4, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _chirality_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_chirality_rows, NULL, 4, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _planarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_planarity_rows, _planarity_gradient, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _flat_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_flat_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _bond_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_bond_similarity_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _nonbonded_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_nonbonded_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _bump_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_bump_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _rigid_bond_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_rigid_bond_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _rigu_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_rigu_rows, NULL, 2, 3, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _adp_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_adp_similarity_rows, NULL, 2, 6, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _isotropic_adp_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_isotropic_adp_rows, NULL, 1, 6, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _ueq_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_ueq_similarity_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _fixed_ueq_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_fixed_ueq_rows, NULL, 1, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _volume_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_volume_similarity_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+cdef int _b_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+        int max_atoms, int max_rows, double* gs, double* gu, double* e,
+        long long* bad) noexcept nogil:
+    return _chunk(_b_similarity_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
+
+
+# Residual sums of the fixed-size geometry types when no atom is a symmetry
+# mate: the atoms are read straight from the sites, pair types reject
+# distant pairs from d^2 alone, and the row function is called directly on
+# a local copy.  Same mathematics as the generic path (the row functions).
+
+cdef inline void _gather(const double* sites, const int* idx, int p,
+                         double* x) noexcept nogil:
+    cdef int a
+    cdef const double* s
+    for a in range(p):
+        s = sites + 3 * idx[a]
+        x[3 * a] = s[0]
+        x[3 * a + 1] = s[1]
+        x[3 * a + 2] = s[2]
+
+
+cdef inline void _scatter(double* gs, const int* idx, int p, const double* dx,
+                          double f) noexcept nogil:
+    cdef int a
+    cdef double* g
+    for a in range(p):
+        g = gs + 3 * idx[a]
+        g[0] += f * dx[3 * a]
+        g[1] += f * dx[3 * a + 1]
+        g[2] += f * dx[3 * a + 2]
+
+
+cdef int _bond_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                    int max_atoms, int max_rows, double* gs, double* gu, double* e_out,
+                    long long* bad) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double e[3]
+    cdef double dist, delta, f, total = 0.0
+    cdef double* gi
+    cdef double* gj
+    cdef long long i, j
+    for k in range(k0, k1):
+        i = d.atom_index[2 * k]
+        j = d.atom_index[2 * k + 1]
+        dist = _unit(d.sites + 3 * i, d.sites + 3 * j, e)
+        if dist <= 0.0:
+            bad[0] = k
+            e_out[0] += total
+            return 1
+        delta = d.params[d.n_params * k] - dist
+        f = d.row_weight[k] * delta
+        total += f * delta
+        f *= 2.0
+        gi = gs + 3 * i
+        gj = gs + 3 * j
+        gi[0] += f * e[0]
+        gi[1] += f * e[1]
+        gi[2] += f * e[2]
+        gj[0] -= f * e[0]
+        gj[1] -= f * e[1]
+        gj[2] -= f * e[2]
+    e_out[0] += total
+    return 0
+
+
+cdef inline int _pair_fast(rows_fn rows, const Proxies* d, Py_ssize_t k0, Py_ssize_t k1,
+                           double* gs, double* e_out, long long* bad) noexcept nogil:
+    """Pair types active only below a distance params[k, 0] (nonbonded, bump)."""
+    cdef Py_ssize_t k
+    cdef double x[6]
+    cdef double dx[6]
+    cdef double delta, d0, d2, t, f, total = 0.0
+    cdef const double* xi
+    cdef const double* xj
+    cdef const int* idx
+    cdef int c
+    for k in range(k0, k1):
+        idx = d.atom_index + 2 * k
+        xi = d.sites + 3 * idx[0]
+        xj = d.sites + 3 * idx[1]
+        d2 = 0.0
+        for c in range(3):
+            t = xj[c] - xi[c]
+            d2 += t * t
+        d0 = d.target[k]
+        if d2 >= d0 * d0:
+            continue
+        for c in range(3):
+            x[c] = xi[c]
+            x[3 + c] = xj[c]
+        if rows(2, x, NULL, d.params + d.n_params * k, d.row_weight + k, 1, &delta, dx,
+                NULL):
+            bad[0] = k
+            e_out[0] += total
+            return 1
+        f = d.row_weight[k] * delta
+        total += f * delta
+        _scatter(gs, idx, 2, dx, -2.0 * f)
+    e_out[0] += total
+    return 0
+
+
+cdef inline int _fixed_fast(rows_fn rows, int p, const Proxies* d, Py_ssize_t k0,
+                            Py_ssize_t k1, double* gs, double* e_out,
+                            long long* bad) noexcept nogil:
+    """One-row types with p <= 4 atoms (angle, dihedral, chirality)."""
+    cdef Py_ssize_t k
+    cdef double x[12]
+    cdef double dx[12]
+    cdef double delta, f, total = 0.0
+    cdef const int* idx
+    cdef int c
+    for k in range(k0, k1):
+        idx = d.atom_index + p * k
+        _gather(d.sites, idx, p, x)
+        for c in range(3 * p):
+            dx[c] = 0.0
+        if rows(p, x, NULL, d.params + d.n_params * k, d.row_weight + k, 1, &delta, dx,
+                NULL):
+            bad[0] = k
+            e_out[0] += total
+            return 1
+        f = d.row_weight[k] * delta
+        total += f * delta
+        _scatter(gs, idx, p, dx, -2.0 * f)
+    e_out[0] += total
+    return 0
+
+
+cdef int _nonbonded_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                         int max_atoms, int max_rows, double* gs, double* gu,
+                         double* e_out, long long* bad) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double v[3]
+    cdef double d2, d0, dist, delta, dvalue, f, total = 0.0
+    cdef const double* xi
+    cdef const double* xj
+    cdef double* gi
+    cdef double* gj
+    cdef int i, j, c
+    for k in range(k0, k1):
+        i = d.atom_index[2 * k]
+        j = d.atom_index[2 * k + 1]
+        xi = d.sites + 3 * i
+        xj = d.sites + 3 * j
+        v[0] = xj[0] - xi[0]
+        v[1] = xj[1] - xi[1]
+        v[2] = xj[2] - xi[2]
+        d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
+        d0 = d.target[k]
+        if d2 >= d0 * d0:
+            continue
+        if d2 <= 0.0:
+            bad[0] = k
+            e_out[0] += total
+            return 1
+        dist = sqrt(d2)
+        delta = _prolsq(dist, d.params + d.n_params * k, &dvalue)
+        f = d.row_weight[k] * delta
+        total += f * delta
+        # gradient of w Delta^2 on x_j: -2 w Delta (d value / d d) v / d
+        f = -2.0 * f * dvalue / dist
+        gi = gs + 3 * i
+        gj = gs + 3 * j
+        for c in range(3):
+            gi[c] -= f * v[c]
+            gj[c] += f * v[c]
+    e_out[0] += total
+    return 0
+
+
+cdef int _bump_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                    int max_atoms, int max_rows, double* gs, double* gu,
+                    double* e, long long* bad) noexcept nogil:
+    return _pair_fast(_bump_rows, d, k0, k1, gs, e, bad)
+
+
+cdef int _angle_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                     int max_atoms, int max_rows, double* gs, double* gu,
+                     double* e_out, long long* bad) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double g[9]
+    cdef double theta, delta, f, total = 0.0
+    cdef const int* idx
+    for k in range(k0, k1):
+        idx = d.atom_index + 3 * k
+        theta = _angle(d.sites + 3 * idx[0], d.sites + 3 * idx[1], d.sites + 3 * idx[2],
+                       g, g + 3, g + 6)
+        if theta < 0.0:
+            bad[0] = k
+            e_out[0] += total
+            return 1
+        delta = d.target[k] - theta
+        f = d.row_weight[k] * delta
+        total += f * delta
+        _scatter(gs, idx, 3, g, -2.0 * f)
+    e_out[0] += total
+    return 0
+
+
+cdef int _dihedral_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                        int max_atoms, int max_rows, double* gs, double* gu,
+                        double* e_out, long long* bad) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double x[12]
+    cdef double g[12]
+    cdef double phi, delta, f, fd, total = 0.0
+    cdef const int* idx
+    for k in range(k0, k1):
+        idx = d.atom_index + 4 * k
+        _gather(d.sites, idx, 4, x)
+        phi = _dihedral(x, g)
+        if phi != phi:
+            bad[0] = k
+            e_out[0] += total
+            return 1
+        delta = _dihedral_delta(phi, d.params + d.n_params * k, &fd)
+        f = d.row_weight[k] * delta
+        total += f * delta
+        _scatter(gs, idx, 4, g, -2.0 * f * fd)
+    e_out[0] += total
+    return 0
+
+
+cdef int _chirality_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                         int max_atoms, int max_rows, double* gs, double* gu,
+                         double* e, long long* bad) noexcept nogil:
+    return _fixed_fast(_chirality_rows, 4, d, k0, k1, gs, e, bad)
+
+
+cdef chunk_fn[17] FAST
+for _k in range(N_KINDS):
+    FAST[_k] = NULL
+FAST[BOND] = _bond_fast
+FAST[NONBONDED] = _nonbonded_fast
+FAST[BUMP] = _bump_fast
+FAST[ANGLE] = _angle_fast
+FAST[DIHEDRAL] = _dihedral_fast
+FAST[CHIRALITY] = _chirality_fast
+
+cdef chunk_fn[17] CHUNKS
+CHUNKS[BOND] = _bond_chunk
+CHUNKS[ANGLE] = _angle_chunk
+CHUNKS[DIHEDRAL] = _dihedral_chunk
+CHUNKS[CHIRALITY] = _chirality_chunk
+CHUNKS[PLANARITY] = _planarity_chunk
+CHUNKS[FLAT] = _flat_chunk
+CHUNKS[BOND_SIMILARITY] = _bond_similarity_chunk
+CHUNKS[NONBONDED] = _nonbonded_chunk
+CHUNKS[BUMP] = _bump_chunk
+CHUNKS[RIGID_BOND] = _rigid_bond_chunk
+CHUNKS[RIGU] = _rigu_chunk
+CHUNKS[ADP_SIMILARITY] = _adp_similarity_chunk
+CHUNKS[ISOTROPIC_ADP] = _isotropic_adp_chunk
+CHUNKS[UEQ_SIMILARITY] = _ueq_similarity_chunk
+CHUNKS[FIXED_UEQ] = _fixed_ueq_chunk
+CHUNKS[VOLUME_SIMILARITY] = _volume_similarity_chunk
+CHUNKS[B_SIMILARITY] = _b_similarity_chunk
+
+cdef Py_ssize_t CHUNK_SIZE = 512
+
+
 def residual_sum(int kind,
                  const long long[::1] proxy_ptr, const long long[::1] row_ptr,
-                 const long long[::1] atom_index, const int[::1] atom_op,
+                 const int[::1] atom_index, const int[::1] atom_op,
                  const double[:, ::1] atom_trans, const double[::1] row_weight,
-                 const double[:, ::1] params, const double[:, :, ::1] rot_cart,
+                 const double[:, ::1] params, const double[::1] target,
+                 const double[:, :, ::1] rot_cart,
                  const double[:, :, ::1] u_rot, const double[:, ::1] sites_cart,
                  const double[:, ::1] u, double[:, :, ::1] grad_sites,
                  double[:, :, ::1] grad_u, int max_atoms, int max_rows,
-                 int n_threads):
+                 bint simple, int n_threads):
     """Weighted residual sum and gradient of one restraint type.
 
     grad_sites (n_threads, n, 3) and grad_u (n_threads, n, nu) are per-thread
-    accumulators (zeroed by the caller, summed over axis 0 by the caller).
+    accumulators that the gradient is added into (the caller sums axis 0).
+    ``simple``: no atom has an operation or a shift.
     Returns (sum, first failing proxy or -1, its status).
     """
     cdef Py_ssize_t m = proxy_ptr.shape[0] - 1
+    cdef Proxies d
+    cdef chunk_fn run = FAST[kind] if simple and FAST[kind] != NULL else CHUNKS[kind]
     cdef int nu = u.shape[1]
-    cdef rows_fn rows = ROWS[kind]
-    cdef grad_fn grad = GRADS[kind]
+    cdef int nuw = nu if nu else 1
+    cdef Py_ssize_t n_chunks = (m + CHUNK_SIZE - 1) // CHUNK_SIZE
+    cdef Py_ssize_t c, k1
+    cdef int tid, status
     cdef double total = 0.0
     cdef double e
-    cdef Py_ssize_t k
-    cdef int tid, p, nrow, r, a, c, status, q
-    cdef long long a0, r0, bad = m
-    cdef int bad_status = 0
+    cdef long long kbad
     cdef double* buf
-    cdef double* xs
-    cdef double* us
-    cdef double* delta
-    cdef double* dx
-    cdef double* du
-    cdef double* gx
-    cdef double* gu
-    cdef double f
-    cdef const double* rot = &rot_cart[0, 0, 0] if rot_cart.shape[0] else NULL
-    cdef const double* urot = &u_rot[0, 0, 0] if u_rot.shape[0] else NULL
-    cdef const double* up = &u[0, 0] if u.shape[0] and nu else NULL
-    cdef int n_sites = sites_cart.shape[0]
-    cdef int nuw = nu if nu else 1
-    cdef long long[::1] bads = np.full(n_threads, m, dtype=np.int64)
-    cdef int[::1] statuses = np.zeros(n_threads, dtype=np.int32)
+    cdef long long bad = m
+    cdef int bad_status = 0
+    cdef long long[::1] bads = np.full(n_chunks, m, dtype=np.int64)
+    cdef int[::1] statuses = np.zeros(n_chunks, dtype=np.int32)
     cdef Py_ssize_t size = (3 * max_atoms + nuw * max_atoms + max_rows
                             + max_rows * max_atoms * (3 + nuw)
                             + max_atoms * (3 + nuw))
+    cdef double dummy = 0.0
     if m == 0:
         return 0.0, -1, 0
+    d.proxy_ptr = &proxy_ptr[0]
+    d.row_ptr = &row_ptr[0]
+    d.atom_index = &atom_index[0]
+    d.atom_op = &atom_op[0]
+    d.atom_trans = &atom_trans[0, 0]
+    d.row_weight = &row_weight[0]
+    d.params = &params[0, 0]
+    d.n_params = params.shape[1]
+    d.target = &target[0]
+    d.rot = &rot_cart[0, 0, 0] if rot_cart.shape[0] else NULL
+    d.urot = &u_rot[0, 0, 0] if u_rot.shape[0] else NULL
+    d.sites = &sites_cart[0, 0]
+    d.u = &u[0, 0] if u.shape[0] and nu else NULL
+    d.nu = nu
+    d.simple = simple
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
         buf = <double*> malloc(size * sizeof(double))
-        xs = buf
-        us = xs + 3 * max_atoms
-        delta = us + nuw * max_atoms
-        dx = delta + max_rows
-        du = dx + max_rows * max_atoms * 3
-        gx = du + max_rows * max_atoms * nuw
-        gu = gx + 3 * max_atoms
-        for k in prange(m, schedule='static'):
-            a0 = proxy_ptr[k]
-            p = <int> (proxy_ptr[k + 1] - a0)
-            r0 = row_ptr[k]
-            nrow = <int> (row_ptr[k + 1] - r0)
-            _place(p, &atom_index[a0], &atom_op[a0], &atom_trans[a0, 0],
-                   &sites_cart[0, 0], up, nu, rot, urot, xs, us)
-            memset(gx, 0, 3 * p * sizeof(double))
-            memset(gu, 0, nuw * p * sizeof(double))
+        for c in prange(n_chunks, schedule='static'):
             e = 0.0
-            if grad != NULL:
-                status = grad(p, xs, us, &params[k, 0], &row_weight[r0], nrow, &e, gx, gu)
-            else:
-                memset(dx, 0, 3 * p * nrow * sizeof(double))
-                memset(du, 0, nuw * p * nrow * sizeof(double))
-                status = rows(p, xs, us, &params[k, 0], &row_weight[r0], nrow, delta, dx, du)
-                if status == 0:
-                    for r in range(nrow):
-                        f = row_weight[r0 + r] * delta[r]
-                        e = e + f * delta[r]
-                        f = -2.0 * f
-                        for q in range(3 * p):
-                            gx[q] = gx[q] + f * dx[r * 3 * p + q]
-                        for q in range(nu * p):
-                            gu[q] = gu[q] + f * du[r * nu * p + q]
-            if status != 0:
-                if k < bads[tid]:
-                    bads[tid] = k
-                    statuses[tid] = status
-                continue
+            kbad = m
+            k1 = min((c + 1) * CHUNK_SIZE, m)
+            status = run(&d, c * CHUNK_SIZE, k1, buf, max_atoms, max_rows,
+                         &grad_sites[tid, 0, 0],
+                         &grad_u[tid, 0, 0] if nu else &dummy, &e, &kbad)
             total += e
-            for a in range(p):
-                _map_back_site(atom_op[a0 + a], rot, gx + 3 * a,
-                               &grad_sites[tid, atom_index[a0 + a], 0])
-                if nu:
-                    _map_back_u(atom_op[a0 + a], nu, urot, gu + nu * a,
-                                &grad_u[tid, atom_index[a0 + a], 0])
+            if status != 0:
+                bads[c] = kbad
+                statuses[c] = status
         free(buf)
-    for tid in range(n_threads):
-        if bads[tid] < bad:
-            bad = bads[tid]
-            bad_status = statuses[tid]
+    for c in range(n_chunks):
+        if bads[c] < bad:
+            bad = bads[c]
+            bad_status = statuses[c]
     return total, (bad if bad < m else -1), bad_status
 
 
 def design_rows(int kind,
                 const long long[::1] proxy_ptr, const long long[::1] row_ptr,
-                const long long[::1] atom_index, const int[::1] atom_op,
+                const int[::1] atom_index, const int[::1] atom_op,
                 const double[:, ::1] atom_trans, const int[::1] atom_slot,
                 const double[::1] row_weight, const double[:, ::1] params,
                 const double[:, :, ::1] rot_cart, const double[:, :, ::1] u_rot,
@@ -963,8 +1540,8 @@ def design_rows(int kind,
             nrow = <int> (row_ptr[k + 1] - r0)
             _place(p, &atom_index[a0], &atom_op[a0], &atom_trans[a0, 0],
                    &sites_cart[0, 0], up, nu, rot, urot, xs, us)
-            memset(dx, 0, 3 * p * nrow * sizeof(double))
-            memset(du, 0, nuw * p * nrow * sizeof(double))
+            _zero(dx, 3 * p * nrow)
+            _zero(du, nu * p * nrow)
             status = rows(p, xs, us, &params[k, 0], &row_weight[r0], nrow,
                           &deltas[r0], dx, du)
             if status != 0:

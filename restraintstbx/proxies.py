@@ -36,6 +36,12 @@ _STATUS = {
     2: "an ADP that is not positive definite",
 }
 
+_NO_U = np.zeros((0, 0))
+_NO_ROT = np.zeros((0, 3, 3))
+_NO_UROT = np.zeros((0, 6, 6))
+_EYE3 = np.eye(3)
+_EYE6 = np.eye(6)
+
 # Frobenius-norm weights of the six U components (off-diagonals occur twice).
 _U_ROW_FACTORS = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
 
@@ -222,12 +228,16 @@ class _Proxies:
         else:
             trans = np.zeros((n_flat, 3))
         self.symmetry = symmetry
+        self.simple = not uses_symmetry
         self.proxy_ptr = ptr
-        self.atom_index = atom_index
+        if atom_index.size and atom_index.max() >= 2 ** 31:
+            raise RestraintError(f"{name}: atom indices must be below 2^31")
+        self.atom_index = np.ascontiguousarray(atom_index, dtype=np.int32)
         self.atom_op = np.ascontiguousarray(ops)
         self.atom_shift = sh
         self.atom_trans = np.ascontiguousarray(trans)
         self.params = np.ascontiguousarray(params, dtype=np.float64).reshape(m, -1)
+        self.target = np.ascontiguousarray(self.params[:, 0])
         self.row_ptr = np.ascontiguousarray(row_ptr, dtype=np.int64)
         self.row_weight = np.ascontiguousarray(row_weight, dtype=np.float64)
         bad = np.flatnonzero(~(self.row_weight > 0) | ~np.isfinite(self.row_weight))
@@ -238,7 +248,7 @@ class _Proxies:
         self.max_rows = int(np.diff(self.row_ptr).max()) if m else 1
         self.max_index = int(atom_index.max()) if n_flat else -1
         # position of each proxy atom among the distinct atoms of its proxy
-        key = proxy_of * (self.max_index + 1) + atom_index
+        key = proxy_of * (self.max_index + 1) + self.atom_index
         uniq, inverse = np.unique(key, return_inverse=True)
         uniq_proxy = uniq // (self.max_index + 1) if uniq.size else uniq
         first = np.searchsorted(uniq_proxy, np.arange(m))
@@ -271,18 +281,25 @@ class _Proxies:
                                  f"got {np.shape(values)}")
         if self.max_index >= arr.shape[0]:
             bad = np.flatnonzero(self.atom_index >= arr.shape[0])[0]
-            k = np.searchsorted(self.proxy_ptr, bad, side="right") - 1
-            raise RestraintError(f"{self.name} proxy {k}: atom index {self.atom_index[bad]} "
-                                 f"is out of range for {arr.shape[0]} atoms")
-        finite = np.isfinite(arr).all(axis=1)
-        if not finite.all():
-            used = ~finite[self.atom_index]
+            raise RestraintError(f"{self.name} proxy {self._proxy_of(bad)}: atom index "
+                                 f"{self.atom_index[bad]} is out of range for "
+                                 f"{arr.shape[0]} atoms")
+        return arr
+
+    def _proxy_of(self, flat_atom):
+        return int(np.searchsorted(self.proxy_ptr, flat_atom, side="right") - 1)
+
+    def _check_finite(self, sites, u):
+        """Raise naming the first proxy that uses a non-finite site or ADP (the
+        kernels run unchecked; this runs when their result is not finite)."""
+        for what, arr in (("sites_cart", sites), (self.adp, u)):
+            if arr is None or arr.size == 0:
+                continue
+            used = ~np.isfinite(arr).all(axis=1)[self.atom_index]
             if used.any():
                 bad = np.flatnonzero(used)[0]
-                k = np.searchsorted(self.proxy_ptr, bad, side="right") - 1
-                raise RestraintError(f"{self.name} proxy {k}: atom {self.atom_index[bad]} "
-                                     f"has non-finite {what}")
-        return arr
+                raise RestraintError(f"{self.name} proxy {self._proxy_of(bad)}: atom "
+                                     f"{self.atom_index[bad]} has non-finite {what}")
 
     def _inputs(self, sites_cart, u):
         sites = self._check_array("sites_cart", sites_cart, 3)
@@ -295,17 +312,17 @@ class _Proxies:
                 raise RestraintError(f"{self.name}: {self.adp} has {uu.shape[0]} rows "
                                      f"but sites_cart {sites.shape[0]}")
         else:
-            uu = np.zeros((0, 0))
+            uu = _NO_U
         return sites, uu
 
     def _symmetry_arrays(self):
         if self.symmetry is None:
-            return np.zeros((0, 3, 3)), np.zeros((0, 6, 6))
+            return _NO_ROT, _NO_UROT
         return self.symmetry.rot_cart, self.symmetry.u_rot
 
     def _frame_matrices(self, frame):
         if frame == "cart":
-            return np.eye(3), np.eye(6)
+            return _EYE3, _EYE6
         if frame == "frac":
             if self.symmetry is None:
                 raise RestraintError(f"{self.name}: frame='frac' needs a Symmetry "
@@ -314,7 +331,8 @@ class _Proxies:
             return np.ascontiguousarray(a.T), np.ascontiguousarray(u_transform(a).T)
         raise RestraintError(f"{self.name}: frame must be 'cart' or 'frac'; got {frame!r}")
 
-    def _raise_status(self, bad, status):
+    def _raise_status(self, bad, status, sites, u):
+        self._check_finite(sites, u)
         if bad >= 0:
             atoms = " ".join(str(i) for i in self.proxy_atoms(bad))
             raise RestraintError(f"{self.name} proxy {bad} (atoms {atoms}): "
@@ -329,20 +347,26 @@ class _Proxies:
         n = sites.shape[0]
         nu = self._nu()
         n_threads = max(1, int(n_threads))
-        gs = np.zeros((n_threads, n, 3))
-        gu = np.zeros((n_threads, n if nu else 0, nu))
+        # with one thread in the Cartesian frame the kernel adds straight into
+        # the caller's arrays; otherwise into per-thread accumulators
+        direct = n_threads == 1 and frame == "cart"
+        gs, gs_done = _accumulator(self.name, "gradients_out", gradients_out, (n, 3),
+                                   n_threads, direct)
+        gu, gu_done = _accumulator(self.name, "u_gradients_out", u_gradients_out,
+                          (n, nu) if nu else (0, 0), n_threads, direct and nu > 0)
         rot, urot = self._symmetry_arrays()
         total, bad, status = _kernels.residual_sum(
             self.kind, self.proxy_ptr, self.row_ptr, self.atom_index, self.atom_op,
-            self.atom_trans, self.row_weight, self.params, rot, urot, sites, uu, gs, gu,
-            self.max_atoms, self.max_rows, n_threads)
-        self._raise_status(bad, status)
-        if gradients_out is not None:
-            _add_into(self.name, "gradients_out", gradients_out, gs.sum(axis=0) @ site_post.T)
-        if u_gradients_out is not None and nu:
+            self.atom_trans, self.row_weight, self.params, self.target, rot, urot, sites,
+            uu, gs, gu, self.max_atoms, self.max_rows, self.simple, n_threads)
+        if bad >= 0 or not np.isfinite(total):
+            self._raise_status(bad, status, sites, uu)
+            raise RestraintError(f"{self.name}: the residual sum is not finite ({total})")
+        if gradients_out is not None and not gs_done:
+            gradients_out += gs.sum(axis=0) @ site_post.T
+        if u_gradients_out is not None and nu and not gu_done:
             g = gu.sum(axis=0)
-            _add_into(self.name, "u_gradients_out", u_gradients_out,
-                      g @ u_post.T if nu == 6 else g[:, 0])
+            u_gradients_out += g @ u_post.T if nu == 6 else g[:, 0]
         return total
 
     def _rows(self, sites_cart, u, frame, n_threads, want_rows=True):
@@ -370,7 +394,9 @@ class _Proxies:
             sites, uu, site_post, u_post, site_indptr, site_indices, site_data,
             u_indptr, u_indices, u_data, deltas, want_rows, self.max_atoms,
             self.max_rows, max(1, int(n_threads)))
-        self._raise_status(bad, status)
+        if bad >= 0 or not np.all(np.isfinite(deltas)):
+            self._raise_status(bad, status, sites, uu)
+            raise RestraintError(f"{self.name}: non-finite residuals")
         if not want_rows:
             return deltas
         shape = (self.n_rows, 3 * n)
@@ -399,12 +425,18 @@ class _Proxies:
                           float(np.sqrt(np.mean(z ** 2))), worst)
 
 
-def _add_into(name, what, out, values):
-    if not isinstance(out, np.ndarray) or out.shape != values.shape \
-            or out.dtype != np.float64:
-        raise RestraintError(f"{name}: {what} must be a float64 array of shape "
-                             f"{values.shape}")
-    out += values
+def _accumulator(name, what, out, shape, n_threads, direct):
+    """The (n_threads, n, k) array the kernel adds gradients into, and whether
+    it is a view of ``out`` itself (else zeros to be summed into ``out``)."""
+    if out is not None:
+        if (not isinstance(out, np.ndarray) or out.dtype != np.float64
+                or out.size != int(np.prod(shape))
+                or out.shape not in (shape, shape[:1] if shape[1:] == (1,) else shape)):
+            raise RestraintError(f"{name}: {what} must be a float64 array of shape "
+                                 f"{shape if shape[1:] != (1,) else shape[:1]}")
+        if direct and out.flags.c_contiguous:
+            return out.reshape((1,) + shape), True
+    return np.zeros((n_threads,) + shape), False
 
 
 class GeometryProxies(_Proxies):

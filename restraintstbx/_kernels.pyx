@@ -296,7 +296,8 @@ cdef int _angle_rows(int p, const double* x, const double* u, const double* par,
     return 0
 
 
-cdef inline double _dihedral(const double* x, double* g) noexcept nogil:
+cdef inline double _dihedral(const double* x0, const double* x1, const double* x2,
+                            const double* x3, double* g) noexcept nogil:
     """Dihedral angle x0-x1-x2-x3 in radians, IUPAC sign:
     atan2(|b2| b1.(b2 x b3), (b1 x b2).(b2 x b3)) with b_k = x_k - x_(k-1),
     and in g (12) its derivatives with respect to the four sites (Blondel &
@@ -308,9 +309,9 @@ cdef inline double _dihedral(const double* x, double* g) noexcept nogil:
     cdef double n2[3]
     cdef double l2, nn1, nn2, f1, f2, il2, s1, s2
     cdef int c
-    _sub(x + 3, x, b1)
-    _sub(x + 6, x + 3, b2)
-    _sub(x + 9, x + 6, b3)
+    _sub(x1, x0, b1)
+    _sub(x2, x1, b2)
+    _sub(x3, x2, b3)
     _cross(b1, b2, n1)
     _cross(b2, b3, n2)
     l2 = _dot(b2, b2)
@@ -338,7 +339,11 @@ cdef inline double _dihedral_delta(double phi, const double* par, double* f) noe
     (0 harmonic, 1 sinusoidal)."""
     cdef double period = 360.0 / par[1]
     cdef double d = par[0] - phi * RAD2DEG
-    d -= period * floor(d / period + 0.5)
+    cdef double t = d * par[1] * (1.0 / 360.0) + 0.5
+    cdef long long n = <long long> t      # floor(t) without a libm call
+    if t < n:
+        n -= 1
+    d -= period * n
     if par[2] == 0.0:
         f[0] = RAD2DEG
         return d
@@ -351,7 +356,7 @@ cdef int _dihedral_rows(int p, const double* x, const double* u, const double* p
                         double* du) noexcept nogil:
     cdef double phi, f
     cdef int c
-    phi = _dihedral(x, dx)
+    phi = _dihedral(x, x + 3, x + 6, x + 9, dx)
     if phi != phi:
         return 1
     delta[0] = _dihedral_delta(phi, par, &f)
@@ -1345,14 +1350,13 @@ cdef int _dihedral_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* 
                         int max_atoms, int max_rows, double* gs, double* gu,
                         double* e_out, long long* bad) noexcept nogil:
     cdef Py_ssize_t k
-    cdef double x[12]
     cdef double g[12]
     cdef double phi, delta, f, fd, total = 0.0
     cdef const int* idx
     for k in range(k0, k1):
         idx = d.atom_index + 4 * k
-        _gather(d.sites, idx, 4, x)
-        phi = _dihedral(x, g)
+        phi = _dihedral(d.sites + 3 * idx[0], d.sites + 3 * idx[1], d.sites + 3 * idx[2],
+                        d.sites + 3 * idx[3], g)
         if phi != phi:
             bad[0] = k
             e_out[0] += total
@@ -1403,80 +1407,106 @@ CHUNKS[B_SIMILARITY] = _b_similarity_chunk
 cdef Py_ssize_t CHUNK_SIZE = 512
 
 
-def residual_sum(int kind,
-                 const long long[::1] proxy_ptr, const long long[::1] row_ptr,
-                 const int[::1] atom_index, const int[::1] atom_op,
-                 const double[:, ::1] atom_trans, const double[::1] row_weight,
-                 const double[:, ::1] params, const double[::1] target,
-                 const double[:, :, ::1] rot_cart,
-                 const double[:, :, ::1] u_rot, const double[:, ::1] sites_cart,
-                 const double[:, ::1] u, double[:, :, ::1] grad_sites,
-                 double[:, :, ::1] grad_u, int max_atoms, int max_rows,
-                 bint simple, int n_threads):
-    """Weighted residual sum and gradient of one restraint type.
-
-    grad_sites (n_threads, n, 3) and grad_u (n_threads, n, nu) are per-thread
-    accumulators that the gradient is added into (the caller sums axis 0).
-    ``simple``: no atom has an operation or a shift.
-    Returns (sum, first failing proxy or -1, its status).
-    """
-    cdef Py_ssize_t m = proxy_ptr.shape[0] - 1
+cdef class ResidualSum:
+    """The residual-sum kernel of one restraint type, bound once to its proxy
+    arrays (which it keeps alive), so that a call only converts the sites,
+    ADPs and gradient arrays."""
     cdef Proxies d
-    cdef chunk_fn run = FAST[kind] if simple and FAST[kind] != NULL else CHUNKS[kind]
-    cdef int nu = u.shape[1]
-    cdef int nuw = nu if nu else 1
-    cdef Py_ssize_t n_chunks = (m + CHUNK_SIZE - 1) // CHUNK_SIZE
-    cdef Py_ssize_t c, k1
-    cdef int tid, status
-    cdef double total = 0.0
-    cdef double e
-    cdef long long kbad
-    cdef double* buf
-    cdef long long bad = m
-    cdef int bad_status = 0
-    cdef long long[::1] bads = np.full(n_chunks, m, dtype=np.int64)
-    cdef int[::1] statuses = np.zeros(n_chunks, dtype=np.int32)
-    cdef Py_ssize_t size = (3 * max_atoms + nuw * max_atoms + max_rows
-                            + max_rows * max_atoms * (3 + nuw)
-                            + max_atoms * (3 + nuw))
-    cdef double dummy = 0.0
-    if m == 0:
-        return 0.0, -1, 0
-    d.proxy_ptr = &proxy_ptr[0]
-    d.row_ptr = &row_ptr[0]
-    d.atom_index = &atom_index[0]
-    d.atom_op = &atom_op[0]
-    d.atom_trans = &atom_trans[0, 0]
-    d.row_weight = &row_weight[0]
-    d.params = &params[0, 0]
-    d.n_params = params.shape[1]
-    d.target = &target[0]
-    d.rot = &rot_cart[0, 0, 0] if rot_cart.shape[0] else NULL
-    d.urot = &u_rot[0, 0, 0] if u_rot.shape[0] else NULL
-    d.sites = &sites_cart[0, 0]
-    d.u = &u[0, 0] if u.shape[0] and nu else NULL
-    d.nu = nu
-    d.simple = simple
-    with nogil, parallel(num_threads=n_threads):
-        tid = threadid()
-        buf = <double*> malloc(size * sizeof(double))
-        for c in prange(n_chunks, schedule='static'):
-            e = 0.0
-            kbad = m
-            k1 = min((c + 1) * CHUNK_SIZE, m)
-            status = run(&d, c * CHUNK_SIZE, k1, buf, max_atoms, max_rows,
-                         &grad_sites[tid, 0, 0],
-                         &grad_u[tid, 0, 0] if nu else &dummy, &e, &kbad)
-            total += e
-            if status != 0:
-                bads[c] = kbad
-                statuses[c] = status
-        free(buf)
-    for c in range(n_chunks):
-        if bads[c] < bad:
-            bad = bads[c]
-            bad_status = statuses[c]
-    return total, (bad if bad < m else -1), bad_status
+    cdef object arrays
+    cdef int kind, max_atoms, max_rows, nu
+    cdef Py_ssize_t m
+
+    def __init__(self, int kind, const long long[::1] proxy_ptr,
+                 const long long[::1] row_ptr, const int[::1] atom_index,
+                 const int[::1] atom_op, const double[:, ::1] atom_trans,
+                 const double[::1] row_weight, const double[:, ::1] params,
+                 const double[::1] target, const double[:, :, ::1] rot_cart,
+                 const double[:, :, ::1] u_rot, int nu, bint simple, int max_atoms,
+                 int max_rows):
+        self.arrays = (proxy_ptr, row_ptr, atom_index, atom_op, atom_trans, row_weight,
+                       params, target, rot_cart, u_rot)
+        self.kind = kind
+        self.m = proxy_ptr.shape[0] - 1
+        self.nu = nu
+        self.max_atoms = max_atoms
+        self.max_rows = max_rows
+        if self.m == 0:
+            return
+        self.d.proxy_ptr = &proxy_ptr[0]
+        self.d.row_ptr = &row_ptr[0]
+        self.d.atom_index = &atom_index[0]
+        self.d.atom_op = &atom_op[0]
+        self.d.atom_trans = &atom_trans[0, 0]
+        self.d.row_weight = &row_weight[0]
+        self.d.params = &params[0, 0]
+        self.d.n_params = params.shape[1]
+        self.d.target = &target[0]
+        self.d.rot = &rot_cart[0, 0, 0] if rot_cart.shape[0] else NULL
+        self.d.urot = &u_rot[0, 0, 0] if u_rot.shape[0] else NULL
+        self.d.nu = nu
+        self.d.simple = simple
+
+    def __call__(self, const double[:, ::1] sites_cart, const double[:, ::1] u,
+                 double[:, :, ::1] grad_sites, double[:, :, ::1] grad_u, int n_threads):
+        """Weighted residual sum and gradient.
+
+        grad_sites (n_threads, n, 3) and grad_u (n_threads, n, nu) are
+        per-thread accumulators the gradient is added into (the caller sums
+        axis 0).  Returns (sum, first failing proxy or -1, its status).
+        """
+        cdef Py_ssize_t m = self.m
+        cdef Proxies d = self.d
+        cdef chunk_fn run = (FAST[self.kind] if d.simple and FAST[self.kind] != NULL
+                             else CHUNKS[self.kind])
+        cdef int nu = self.nu
+        cdef int nuw = nu if nu else 1
+        cdef int max_atoms = self.max_atoms, max_rows = self.max_rows
+        cdef Py_ssize_t n_chunks = (m + CHUNK_SIZE - 1) // CHUNK_SIZE
+        cdef Py_ssize_t c, k1
+        cdef int tid, status
+        cdef double total = 0.0
+        cdef double e
+        cdef long long kbad
+        cdef double* buf
+        cdef long long bad = m
+        cdef int bad_status = 0
+        cdef long long[::1] bads
+        cdef int[::1] statuses
+        cdef Py_ssize_t size = (3 * max_atoms + nuw * max_atoms + max_rows
+                                + max_rows * max_atoms * (3 + nuw)
+                                + max_atoms * (3 + nuw))
+        cdef double dummy = 0.0
+        if m == 0:
+            return 0.0, -1, 0
+        if u.shape[1] != nu or (nu and u.shape[0] != sites_cart.shape[0]):
+            raise ValueError("u does not match the proxies' ADP kind or the sites")
+        if (grad_sites.shape[0] < n_threads or grad_sites.shape[1] != sites_cart.shape[0]
+                or (nu and grad_u.shape[0] < n_threads)):
+            raise ValueError("gradient accumulators do not match the sites or threads")
+        d.sites = &sites_cart[0, 0]
+        d.u = &u[0, 0] if nu else NULL
+        bads = np.full(n_chunks, m, dtype=np.int64)
+        statuses = np.zeros(n_chunks, dtype=np.int32)
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            buf = <double*> malloc(size * sizeof(double))
+            for c in prange(n_chunks, schedule='static'):
+                e = 0.0
+                kbad = m
+                k1 = min((c + 1) * CHUNK_SIZE, m)
+                status = run(&d, c * CHUNK_SIZE, k1, buf, max_atoms, max_rows,
+                             &grad_sites[tid, 0, 0],
+                             &grad_u[tid, 0, 0] if nu else &dummy, &e, &kbad)
+                total += e
+                if status != 0:
+                    bads[c] = kbad
+                    statuses[c] = status
+            free(buf)
+        for c in range(n_chunks):
+            if bads[c] < bad:
+                bad = bads[c]
+                bad_status = statuses[c]
+        return total, (bad if bad < m else -1), bad_status
 
 
 def design_rows(int kind,

@@ -255,6 +255,11 @@ class _Proxies:
         self.atom_slot = np.ascontiguousarray(inverse.reshape(-1) - first[proxy_of],
                                               dtype=np.int32)
         self.n_distinct = np.bincount(uniq_proxy, minlength=m).astype(np.int64)
+        rot, urot = self._symmetry_arrays()
+        self._kernel = _kernels.ResidualSum(
+            self.kind, self.proxy_ptr, self.row_ptr, self.atom_index, self.atom_op,
+            self.atom_trans, self.row_weight, self.params, self.target, rot, urot,
+            self._nu(), self.simple, self.max_atoms, self.max_rows)
 
     def __len__(self):
         return self.proxy_ptr.size - 1
@@ -354,11 +359,7 @@ class _Proxies:
                                    n_threads, direct)
         gu, gu_done = _accumulator(self.name, "u_gradients_out", u_gradients_out,
                           (n, nu) if nu else (0, 0), n_threads, direct and nu > 0)
-        rot, urot = self._symmetry_arrays()
-        total, bad, status = _kernels.residual_sum(
-            self.kind, self.proxy_ptr, self.row_ptr, self.atom_index, self.atom_op,
-            self.atom_trans, self.row_weight, self.params, self.target, rot, urot, sites,
-            uu, gs, gu, self.max_atoms, self.max_rows, self.simple, n_threads)
+        total, bad, status = self._kernel(sites, uu, gs, gu, n_threads)
         if bad >= 0 or not np.isfinite(total):
             self._raise_status(bad, status, sites, uu)
             raise RestraintError(f"{self.name}: the residual sum is not finite ({total})")

@@ -1,10 +1,6 @@
 """The exception raised for bad restraint input."""
 
-try:
-    from sgtbx.errors import CrystallographyError
-except ImportError:  # sgtbx not merged yet: the same base, ValueError
-    class CrystallographyError(ValueError):
-        """Root of the crystallographic errors (sgtbx defines the real one)."""
+from sgtbx.errors import CrystallographyError
 
 
 class RestraintError(CrystallographyError):

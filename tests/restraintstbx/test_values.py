@@ -195,3 +195,17 @@ def test_statistics_and_restraint_set():
     np.testing.assert_allclose(-2 * rows.sites.T @ (rows.weights * rows.deltas),
                                g.reshape(-1), rtol=1e-12)
     assert len(rset.statistics(x, u_iso=u_iso)) == 3
+
+
+def test_symmetry_from_sgtbx_matches_gemmi_operations(cases):
+    from sgtbx import SpaceGroup, UnitCell
+
+    ours = rt.Symmetry.from_sgtbx(UnitCell(7.1, 9.3, 11.2, 90, 104.5, 90),
+                                  SpaceGroup("P 1 21/c 1"))
+    ref = cases.symmetry_p21c()
+    np.testing.assert_allclose(ours.orthogonalisation, ref.orthogonalisation, atol=1e-12)
+
+    def ops(s):
+        return sorted((tuple(r.reshape(-1)), tuple(np.round(t % 1, 9)))
+                      for r, t in zip(s.rotations, s.translations))
+    assert ops(ours) == ops(ref)

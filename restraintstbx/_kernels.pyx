@@ -318,6 +318,8 @@ cdef inline double _dihedral(const double* x0, const double* x1, const double* x
     nn1 = _dot(n1, n1)
     nn2 = _dot(n2, n2)
     if l2 <= 0.0 or nn1 <= 0.0 or nn2 <= 0.0:
+        for c in range(12):
+            g[c] = 0.0
         return 0.0 / 0.0
     il2 = 1.0 / l2
     f1 = _dot(b1, b2) * il2
@@ -1241,6 +1243,8 @@ cdef inline int _pair_fast(rows_fn rows, const Proxies* d, Py_ssize_t k0, Py_ssi
             bad[0] = k
             e_out[0] += total
             return 1
+        if delta == 0.0:    # d = d0 to rounding: the row left dx unset
+            continue
         f = d.row_weight[k] * delta
         total += f * delta
         _scatter(gs, idx, 2, dx, -2.0 * f)
@@ -1533,8 +1537,8 @@ def design_rows(int kind,
     cdef int nu = u.shape[1]
     cdef rows_fn rows = ROWS[kind]
     cdef Py_ssize_t k
-    cdef int tid, p, nrow, r, a, c, cc, status, slot, nd
-    cdef long long a0, r0, bad = m, pos, col, i
+    cdef int tid, p, nrow, r, a, c, cc, status, slot
+    cdef long long a0, r0, bad = m, pos, i
     cdef int bad_status = 0
     cdef double* buf
     cdef double* xs

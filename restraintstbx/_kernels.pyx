@@ -962,6 +962,10 @@ cdef inline int _proxy_gradient(rows_fn rows, grad_fn grad, int p, int nrow, int
     return 0
 
 
+cdef enum:
+    CHUNK_SIZE = 512    # proxies per work item of the residual-sum driver
+
+
 cdef struct Proxies:
     # the arrays of one restraint type, as raw pointers (see proxies.py)
     const long long* proxy_ptr
@@ -1289,8 +1293,22 @@ cdef int _nonbonded_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double*
     cdef const double* xj
     cdef double* gi
     cdef double* gj
-    cdef int i, j, c
+    cdef int i, j, c, n_active = 0, q
+    # Most pairs of a neighbour list lie beyond d0, in no predictable order:
+    # first list the active ones without a branch, then evaluate those.
+    cdef int active[CHUNK_SIZE]
     for k in range(k0, k1):
+        xi = d.sites + 3 * d.atom_index[2 * k]
+        xj = d.sites + 3 * d.atom_index[2 * k + 1]
+        v[0] = xj[0] - xi[0]
+        v[1] = xj[1] - xi[1]
+        v[2] = xj[2] - xi[2]
+        d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
+        d0 = d.target[k]
+        active[n_active] = <int> (k - k0)
+        n_active += d2 < d0 * d0
+    for q in range(n_active):
+        k = k0 + active[q]
         i = d.atom_index[2 * k]
         j = d.atom_index[2 * k + 1]
         xi = d.sites + 3 * i
@@ -1299,9 +1317,6 @@ cdef int _nonbonded_fast(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double*
         v[1] = xj[1] - xi[1]
         v[2] = xj[2] - xi[2]
         d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
-        d0 = d.target[k]
-        if d2 >= d0 * d0:
-            continue
         if d2 <= 0.0:
             bad[0] = k
             e_out[0] += total
@@ -1408,7 +1423,6 @@ CHUNKS[FIXED_UEQ] = _fixed_ueq_chunk
 CHUNKS[VOLUME_SIMILARITY] = _volume_similarity_chunk
 CHUNKS[B_SIMILARITY] = _b_similarity_chunk
 
-cdef Py_ssize_t CHUNK_SIZE = 512
 
 
 cdef class ResidualSum:

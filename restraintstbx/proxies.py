@@ -71,6 +71,9 @@ class DesignRows:
     @staticmethod
     def stack(blocks, n_atoms):
         """Stack several DesignRows row-wise (missing ADP blocks become zeros)."""
+        if not blocks:
+            return DesignRows(sites=sp.csr_matrix((0, 3 * n_atoms)))
+
         def part(name, width):
             mats = [getattr(b, name) for b in blocks]
             if all(mat is None for mat in mats):
@@ -81,8 +84,8 @@ class DesignRows:
         return DesignRows(
             sites=part("sites", 3 * n_atoms), u_cart=part("u_cart", 6 * n_atoms),
             u_iso=part("u_iso", n_atoms),
-            deltas=np.concatenate([b.deltas for b in blocks]) if blocks else np.zeros(0),
-            weights=np.concatenate([b.weights for b in blocks]) if blocks else np.zeros(0))
+            deltas=np.concatenate([b.deltas for b in blocks]),
+            weights=np.concatenate([b.weights for b in blocks]))
 
 
 @dataclass
@@ -236,7 +239,8 @@ class _Proxies:
         self.atom_op = np.ascontiguousarray(ops)
         self.atom_shift = sh
         self.atom_trans = np.ascontiguousarray(trans)
-        self.params = np.ascontiguousarray(params, dtype=np.float64).reshape(m, -1)
+        params = np.asarray(params, dtype=np.float64)
+        self.params = np.ascontiguousarray(params.reshape(m, params.size // m if m else 1))
         self.target = np.ascontiguousarray(self.params[:, 0])
         self.row_ptr = np.ascontiguousarray(row_ptr, dtype=np.int64)
         self.row_weight = np.ascontiguousarray(row_weight, dtype=np.float64)

@@ -209,3 +209,14 @@ def test_symmetry_from_sgtbx_matches_gemmi_operations(cases):
         return sorted((tuple(r.reshape(-1)), tuple(np.round(t % 1, 9)))
                       for r, t in zip(s.rotations, s.translations))
     assert ops(ours) == ops(ref)
+
+
+def test_empty_proxies_and_sets():
+    x = np.zeros((3, 3))
+    g = np.zeros_like(x)
+    bonds = rt.BondProxies(np.zeros((0, 2), dtype=int), [], 0.02)
+    assert len(bonds) == 0 and bonds.residual_sum(x, g) == 0.0 and not g.any()
+    assert bonds.design_rows(x).sites.shape == (0, 9)
+    assert rt.PlanarityProxies([], 0.1).residual_sum(x) == 0.0
+    rows = rt.RestraintSet().design_rows(x)
+    assert rows.sites.shape == (0, 9) and rows.deltas.size == 0

@@ -106,3 +106,22 @@ def test_thread_count_does_not_change_results(name, cases):
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-13)
     for a, b in zip(results[0][1:], results[1][1:]):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_restraints_between_an_atom_and_its_own_mate(cases):
+    # both ends map back to the same atom: gradients add, CSR columns merge
+    symmetry = cases.symmetry_p21c()
+    sites, u_cart, _ = cases.structure(seed=8, n=3, symmetry=symmetry)
+    ops, shifts = [[-1, 1]], [[[0, 0, 0], [0, -1, 1]]]
+    for proxies, u in [
+            (rt.BondProxies([[0, 0]], 3.0, 0.1, ops, shifts, symmetry), None),
+            (rt.RiguProxies([[0, 0]], 0.01, ops, shifts, symmetry), u_cart)]:
+        args = (sites,) if u is None else (sites, u)
+        g = np.zeros_like(sites)
+        proxies.residual_sum(*args, g)
+        rows = proxies.design_rows(*args)
+        assert rows.sites.indices.size == 3 * proxies.n_rows  # one atom per row
+        fd = numeric_jacobian(lambda p: proxies.residual_sum(p, *args[1:]), sites, 1e-6)
+        assert rel(g.reshape(-1), fd[0]) < TOL
+        fd_rows = -numeric_jacobian(lambda p: proxies.deltas(p, *args[1:]), sites, 1e-6)
+        assert rel(rows.sites.toarray(), fd_rows) < TOL

@@ -272,6 +272,11 @@ class _Proxies:
     def n_rows(self):
         return int(self.row_ptr[-1])
 
+    @property
+    def weights(self):
+        """1/sigma^2 of every row, float64 (n_rows,)."""
+        return self.row_weight
+
     def proxy_atoms(self, k):
         """Atom indices of proxy k."""
         return self.atom_index[self.proxy_ptr[k]:self.proxy_ptr[k + 1]]
@@ -499,12 +504,16 @@ class AdpProxies(_Proxies):
                                   n_threads)
 
     def design_rows(self, sites_cart, u, *, frame="cart", n_threads=1):
+        """CSR rows d value / d site and d value / d U (in ``rows.u_cart`` or
+        ``rows.u_iso``), deltas and weights (a DesignRows)."""
         return self._rows(sites_cart, u, frame, n_threads)
 
     def deltas(self, sites_cart, u):
+        """Delta = target - value for every row, float64 (n_rows,)."""
         return self._rows(sites_cart, u, "cart", 1, want_rows=False)
 
     def statistics(self, sites_cart, u, labels=None, n_worst=5):
+        """rmsd, rms Z and the worst proxies (with atom labels if given)."""
         return self._statistics(sites_cart, u, labels, n_worst)
 
 

@@ -2,6 +2,8 @@
 ideal, the SHELXL FLAT construction, rigid-bond zero, symmetry mates across
 a cell edge, statistics and RestraintSet."""
 
+import doctest
+
 import gemmi
 import numpy as np
 import pytest
@@ -220,3 +222,8 @@ def test_empty_proxies_and_sets():
     assert rt.PlanarityProxies([], 0.1).residual_sum(x) == 0.0
     rows = rt.RestraintSet().design_rows(x)
     assert rows.sites.shape == (0, 9) and rows.deltas.size == 0
+
+
+def test_package_example_runs():
+    failures, tried = doctest.testmod(rt, raise_on_error=False)
+    assert tried > 0 and failures == 0

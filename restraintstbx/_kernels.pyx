@@ -7,11 +7,14 @@ restraint *values* with respect to the Cartesian coordinates (and ADPs) of
 those placed atoms.  Types whose residual sum has a cheaper gradient than the
 one built from their rows (planarity) have a second function for it.
 
-Two drivers serve all types: ``residual_sum`` (sum of w Delta^2 and its
+Two drivers serve all types: ``ResidualSum`` (sum of w Delta^2 and its
 gradient, mapped back from every symmetry mate to the atom it came from) and
 ``design_rows`` (CSR rows d value / d parameter, the deltas and nothing else).
-The drivers take plain arrays only; see ``restraintstbx/proxies.py`` for the
-layout and ``restraintstbx/DERIVATIONS.md`` for the formulae.
+Proxies without symmetry mates of the fixed-size geometry types (bond, angle,
+dihedral, chirality, non-bonded, bump) take direct loops over the sites for
+the residual sum, built on the same per-type mathematics.  The drivers take
+plain arrays only; see ``restraintstbx/proxies.py`` for the layout and
+``restraintstbx/DERIVATIONS.md`` for the formulae.
 
 Status codes returned by the per-proxy functions: 0 success, 1 degenerate
 geometry (coincident atoms, zero-length vector), 2 ADP not positive definite.
@@ -996,10 +999,10 @@ cdef inline int _chunk(rows_fn rows, grad_fn grad, int fixed_p, int fixed_rows,
                        double* grad_sites, double* grad_u, double* e_out,
                        long long* bad) noexcept nogil:
     """Residual sum and gradient of proxies k0..k1-1, added into e_out and the
-    gradient arrays.  Inlined into one function per type with ``rows``,
-    ``grad`` and, where the type fixes them, the numbers of atoms and rows
-    per proxy (``fixed_p``, ``fixed_rows``; 0 if variable) constant, so that
-    the compiler can specialise the loops."""
+    gradient arrays (on failure the proxy goes to bad[0] and its status is
+    returned).  Instantiated once per type with ``rows``, ``grad`` and, where
+    the type fixes them, the numbers of atoms and rows per proxy
+    (``fixed_p``, ``fixed_rows``; 0 if variable) as constants."""
     cdef int nu = d.nu
     cdef int nuw = nu if nu else 1
     cdef double* xs = buf

@@ -227,3 +227,26 @@ def test_empty_proxies_and_sets():
 def test_package_example_runs():
     failures, tried = doctest.testmod(rt, raise_on_error=False)
     assert tried > 0 and failures == 0
+
+
+def test_gauss_newton_with_the_design_rows_restores_the_ideal_geometry():
+    # a tetrahedral centre with four arms: bonds, angles, one chirality; the
+    # rows and deltas enter least squares as lstbx takes them
+    tet = np.degrees(np.arccos(-1 / 3))
+    pairs = [(0, k) for k in range(1, 5)]
+    triples = [(i, 0, j) for i in range(1, 5) for j in range(i + 1, 5)]
+    ideal = np.array([[0, 0, 0], [1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) \
+        * 1.5 / np.sqrt(3)
+    volume = np.linalg.det(ideal[1:4] - ideal[0])
+    rset = rt.RestraintSet([rt.BondProxies(pairs, 1.5, 0.01),
+                            rt.AngleProxies(triples, tet, 1.0),
+                            rt.ChiralityProxies([[0, 1, 2, 3]], volume, 0.1)])
+    x = ideal + np.random.default_rng(9).normal(scale=0.1, size=ideal.shape)
+    start = rset.residual_sum(x)
+    for _ in range(8):
+        rows = rset.design_rows(x)
+        sw = np.sqrt(rows.weights)
+        step = np.linalg.lstsq(rows.sites.toarray() * sw[:, None], rows.deltas * sw,
+                               rcond=None)[0]
+        x = x + step.reshape(-1, 3)
+    assert start > 100 and rset.residual_sum(x) < 1e-16

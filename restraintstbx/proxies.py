@@ -231,7 +231,6 @@ class _Proxies:
         else:
             trans = np.zeros((n_flat, 3))
         self.symmetry = symmetry
-        self.simple = not uses_symmetry
         self.proxy_ptr = ptr
         if atom_index.size and atom_index.max() >= 2 ** 31:
             raise RestraintError(f"{name}: atom indices must be below 2^31")
@@ -259,11 +258,34 @@ class _Proxies:
         self.atom_slot = np.ascontiguousarray(inverse.reshape(-1) - first[proxy_of],
                                               dtype=np.int32)
         self.n_distinct = np.bincount(uniq_proxy, minlength=m).astype(np.int64)
+        # The residual sum runs the proxies without mates (the fast loops) and
+        # those with mates as two groups; rows and deltas keep the given order.
+        mate = (self.atom_op >= 0) | np.any(self.atom_shift != 0, axis=1)
+        with_mates = np.zeros(m, dtype=bool)
+        np.logical_or.at(with_mates, proxy_of, mate)
+        self._kernels = [(np.flatnonzero(sel), self._residual_kernel(np.flatnonzero(sel),
+                                                                     simple))
+                         for sel, simple in ((~with_mates, True), (with_mates, False))
+                         if sel.any()]
+
+    def _residual_kernel(self, proxies, simple):
+        """The residual-sum kernel of a subset of the proxies (indices)."""
+        counts = np.diff(self.proxy_ptr)[proxies]
+        atoms = np.repeat(self.proxy_ptr[proxies], counts) + _ranges(counts)
+        n_rows = np.diff(self.row_ptr)[proxies]
+        rows = np.repeat(self.row_ptr[proxies], n_rows) + _ranges(n_rows)
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        row_ptr = np.concatenate([[0], np.cumsum(n_rows)])
         rot, urot = self._symmetry_arrays()
-        self._kernel = _kernels.ResidualSum(
-            self.kind, self.proxy_ptr, self.row_ptr, self.atom_index, self.atom_op,
-            self.atom_trans, self.row_weight, self.params, self.target, rot, urot,
-            self._nu(), self.simple, self.max_atoms, self.max_rows)
+        params = np.ascontiguousarray(self.params[proxies])
+        return _kernels.ResidualSum(
+            self.kind, ptr.astype(np.int64), row_ptr.astype(np.int64),
+            np.ascontiguousarray(self.atom_index[atoms]),
+            np.ascontiguousarray(self.atom_op[atoms]),
+            np.ascontiguousarray(self.atom_trans[atoms]),
+            np.ascontiguousarray(self.row_weight[rows]), params,
+            np.ascontiguousarray(params[:, 0]), rot, urot, self._nu(), simple,
+            self.max_atoms, self.max_rows)
 
     def __len__(self):
         return self.proxy_ptr.size - 1
@@ -368,7 +390,13 @@ class _Proxies:
                                    n_threads, direct)
         gu, gu_done = _accumulator(self.name, "u_gradients_out", u_gradients_out,
                           (n, nu) if nu else (0, 0), n_threads, direct and nu > 0)
-        total, bad, status = self._kernel(sites, uu, gs, gu, n_threads)
+        total, bad, status = 0.0, -1, 0
+        for proxies, kernel in self._kernels:
+            part, part_bad, status = kernel(sites, uu, gs, gu, n_threads)
+            total += part
+            if part_bad >= 0:
+                bad = proxies[part_bad]
+                break
         if bad >= 0 or not np.isfinite(total):
             self._raise_status(bad, status, sites, uu)
             raise RestraintError(f"{self.name}: the residual sum is not finite ({total})")
@@ -433,6 +461,12 @@ class _Proxies:
                 deltas[self.row_ptr[k]:self.row_ptr[k + 1]].copy(), float(proxy_z[k])))
         return Statistics(self.name, m, deltas.size, float(np.sqrt(np.mean(deltas ** 2))),
                           float(np.sqrt(np.mean(z ** 2))), worst)
+
+
+def _ranges(counts):
+    """0..c-1 for every c in counts, concatenated."""
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(int(counts.sum())) - starts
 
 
 def _accumulator(name, what, out, shape, n_threads, direct):

@@ -125,3 +125,28 @@ def test_restraints_between_an_atom_and_its_own_mate(cases):
         assert rel(g.reshape(-1), fd[0]) < TOL
         fd_rows = -numeric_jacobian(lambda p: proxies.deltas(p, *args[1:]), sites, 1e-6)
         assert rel(rows.sites.toarray(), fd_rows) < TOL
+
+
+def test_proxies_with_and_without_mates_in_one_object(cases):
+    # the residual sum runs the two groups apart; results and error indices
+    # refer to the proxies as given
+    symmetry = cases.symmetry_p21c()
+    sites, _, _ = cases.structure(seed=12, n=6, symmetry=symmetry)
+    ops = [[-1, -1], [-1, 2], [-1, -1], [-1, 1]]
+    shifts = [[[0, 0, 0]] * 2, [[0, 0, 0], [1, 0, 0]], [[0, 0, 0]] * 2, [[0, 0, 0], [0, 1, 0]]]
+    angles = rt.AngleProxies([[0, 1, 2], [3, 4, 5], [1, 2, 3], [2, 3, 4]], 109.5, 2.0,
+                             sym_ops=[o + [-1] for o in ops],
+                             shifts=[s + [[0, 0, 0]] for s in shifts], symmetry=symmetry)
+    g = np.zeros_like(sites)
+    value = angles.residual_sum(sites, g)
+    rows = angles.design_rows(sites)
+    assert value == pytest.approx(np.sum(rows.weights * rows.deltas ** 2), rel=1e-12)
+    fd = numeric_jacobian(lambda p: angles.residual_sum(p), sites, 1e-6)
+    assert rel(g.reshape(-1), fd[0]) < TOL
+    bonds = rt.BondProxies([[0, 1], [2, 3], [4, 4], [5, 5]], 1.5, 0.1,
+                           sym_ops=[[-1, -1], [-1, 0], [-1, -1], [-1, -1]],
+                           shifts=[[[0, 0, 0]] * 2, [[0, 0, 0], [0, 0, 1]],
+                                   [[0, 0, 0]] * 2, [[0, 0, 0]] * 2],
+                           symmetry=symmetry)
+    with pytest.raises(rt.RestraintError, match=r"bond proxy 2 \(atoms 4 4\): degenerate"):
+        bonds.residual_sum(sites)

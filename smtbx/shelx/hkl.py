@@ -3,9 +3,11 @@
 The format is Fortran's (3I4, 2F8.2, I4): h, k and l in columns 1-12, Fo²
 in 13-20, σ(Fo²) in 21-28, the batch in 29-32.  Fields may touch
 (``   0   0   3-5.76448``), so the line is cut in fixed columns, never split
-on blanks.  As in Fortran, blanks inside a field are ignored and a real
-field without a decimal point has two implied decimals (``  268870`` is
-2688.70).  The data end at a line with h = k = l = 0 (a blank line counts)
+on blanks.  Blanks inside a field are ignored.  A field without a decimal
+point is read as the integer it shows (``  268870`` is 268870, not the
+2688.70 of Fortran's implied decimals): twin5_p4's file is written so, and
+its FVAR scale (23.43, Fo² ≈ 549 Fc²) fits only the integer reading.  The
+data end at a line with h = k = l = 0 (a blank line counts)
 or at the end of the file; whatever follows the terminator is ignored.
 """
 
@@ -26,9 +28,7 @@ def _real_field(text):
     text = text.replace(" ", "")
     if not text:
         return None
-    if "." in text or "e" in text.lower():
-        return float(text)
-    return int(text) / 100.0
+    return float(text)
 
 
 def read_hkl(path, hklf=None):

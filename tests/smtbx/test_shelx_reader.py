@@ -367,11 +367,12 @@ def test_hkl_fixed_columns(small_data):
     assert obs.hkl[0].tolist() == [4, -2, -10] and obs.sig_fo_sq[0] == 31.4
 
 
-def test_hkl_implied_decimals_and_twin_groups(small_data):
+def test_hkl_integer_fields_and_twin_groups(small_data):
     mdl = load(small_data, "twin5_p4")
     obs = smtbx.read_hkl(small_data / "twin5_p4" / "P-4_NotDetwinned_12.hkl", mdl.instructions.hklf)
-    # "  268870" in an F8.2 field without a decimal point is 2688.70
-    assert obs.fo_sq[0] == pytest.approx(2688.70) and obs.sig_fo_sq[0] == pytest.approx(30.60)
+    # "  268870" without a decimal point is read as written (the FVAR scale,
+    # Fo^2 = 23.43^2 Fc^2, confirms it; Fortran's implied decimals would not)
+    assert obs.fo_sq[0] == 268870.0 and obs.sig_fo_sq[0] == 3060.0
     assert obs.batch[:3].tolist() == [-2, -3, 1]
     assert obs.group_index[:4].tolist() == [0, 0, 0, 1]
     mdl = load(small_data, "twin5_p21n")

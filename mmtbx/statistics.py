@@ -1,0 +1,95 @@
+"""R factors and data statistics."""
+
+import gemmi
+import numpy as np
+
+from sgtbx import completeness
+
+from .binning import equal_count_bins
+
+
+def r_factor(f_obs, f_model_abs, selection=None):
+    """R = Σ |Fo - |F_model|| / Σ Fo over ``selection`` (NaN when empty)."""
+    sel = np.ones(len(f_obs), dtype=bool) if selection is None else selection
+    den = np.sum(f_obs[sel])
+    if den <= 0:
+        return float("nan")
+    return float(np.sum(np.abs(f_obs[sel] - f_model_abs[sel])) / den)
+
+
+def r_factor_shells(f_obs, f_model_abs, d_spacings, work, free, n_shells=10):
+    """R-work and R-free in resolution shells of equal counts.
+
+    Returns a list of dicts: d_max, d_min, n_work, n_free, r_work, r_free.
+    """
+    bins, edges = equal_count_bins(d_spacings, n_shells)
+    rows = []
+    for j in range(len(edges) - 1):
+        in_bin = bins == j
+        rows.append(dict(d_max=float(edges[j]), d_min=float(edges[j + 1]),
+                         n_work=int(np.sum(in_bin & work)), n_free=int(np.sum(in_bin & free)),
+                         r_work=r_factor(f_obs, f_model_abs, in_bin & work),
+                         r_free=r_factor(f_obs, f_model_abs, in_bin & free)))
+    return rows
+
+
+def sum_f0_squared(structure, order_z, s_sq):
+    """Σ over the unit cell of occupancy × f0(s)² (IT92), float64 (m,): the
+    expected ⟨I/ε⟩ of atoms at rest."""
+    counts = {}
+    for cra in structure[0].all():
+        name = cra.atom.element.name
+        counts[name] = counts.get(name, 0.0) + cra.atom.occ
+    total = np.zeros(len(s_sq))
+    stol2 = s_sq / 4.0
+    for name, occ in counts.items():
+        coef = gemmi.Element(name).it92
+        if coef is None:
+            continue
+        a, b, c = coef.a, coef.b, coef.c
+        f0 = c + sum(ak * np.exp(-bk * stol2) for ak, bk in zip(a, b))
+        total += occ * f0 ** 2
+    return order_z * total
+
+
+def wilson_b(f_obs, d_spacings, eps, sum_f_sq, d_max_fit=4.5, n_bins=20):
+    """Wilson B (Å²) from the slope of ln(⟨Fo²/ε⟩/Σf²) against s²: the fit
+    uses bins with d ≤ ``d_max_fit`` (all bins when fewer than three are
+    that fine).  Returns NaN when the data are too few."""
+    s_sq = 1.0 / d_spacings ** 2
+    sel = d_spacings <= d_max_fit
+    if np.sum(sel) < 3 * 50:
+        sel = np.ones(len(f_obs), dtype=bool)
+    n = int(np.clip(np.sum(sel) // 50, 2, n_bins)) if np.sum(sel) >= 100 else 0
+    if n < 2:
+        return float("nan")
+    bins, _ = equal_count_bins(d_spacings[sel], n)
+    ratio = f_obs[sel] ** 2 / eps[sel] / sum_f_sq[sel]
+    x = np.bincount(bins, weights=s_sq[sel]) / np.bincount(bins)
+    y = np.bincount(bins, weights=ratio) / np.bincount(bins)
+    ok = y > 0
+    if np.sum(ok) < 2:
+        return float("nan")
+    slope = np.polyfit(x[ok], np.log(y[ok]), 1)[0]
+    return float(-2.0 * slope)
+
+
+def data_statistics(data, structure=None):
+    """Completeness, ⟨I/σ(I)⟩ (from F when only amplitudes were read:
+    I/σ(I) = F/(2σ(F))), resolution range and Wilson B (needs the model's
+    composition).  Returns a dict."""
+    d = data.d_spacings
+    if data.i_obs is not None:
+        i_over_sigma = float(np.mean(data.i_obs / data.sigma_i_obs))
+    else:
+        i_over_sigma = float(np.mean(data.f_obs / (2.0 * data.sigma_f_obs)))
+    out = dict(n_reflections=int(len(d)), d_min=float(d.min()), d_max=float(d.max()),
+               completeness=float(completeness(data.unit_cell, data.space_group, data.hkl,
+                                               d_min=float(d.min()), d_max=float(d.max()))),
+               mean_i_over_sigma=i_over_sigma, wilson_b=None)
+    if structure is not None:
+        eps = data.space_group.epsilons(data.hkl, include_centring=True).astype(np.float64)
+        sum_f_sq = sum_f0_squared(structure, data.space_group.order_z, 1.0 / d ** 2)
+        if np.all(sum_f_sq > 0):
+            out["wilson_b"] = wilson_b(data.f_obs, d, eps, sum_f_sq)
+    return out

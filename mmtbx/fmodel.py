@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from .errors import DataError, ScalingError
-from .scaling import anisotropic_factor, bulk_solvent_and_scale
+from .scaling import bulk_solvent_and_scale
 from .statistics import r_factor, r_factor_shells
 from .targets import (estimate_alpha_beta, figure_of_merit, least_squares_target, ml_target,
                       outlier_probabilities)
@@ -97,6 +97,7 @@ class FModel:
         self.bulk_solvent = bulk_solvent
         self.remove_outliers = remove_outliers
         self.d_spacings = unit_cell.d_spacings(self.hkl)
+        self._s_sq = 1.0 / self.d_spacings ** 2
         self.eps = space_group.epsilons(self.hkl).astype(np.float64)
         self.centric = space_group.centric_flags(self.hkl)
         self.active = np.ones(m, dtype=bool)
@@ -142,25 +143,10 @@ class FModel:
             self._set_scales(self._fit(self.active))
         return self
 
-    def _set_scales(self, scales_active):
-        """Spread the scales fitted on the active set to every reflection."""
-        sel = self.active
-        m = len(self.f_obs)
-        bins = np.empty(m, dtype=np.int64)
-        bins[sel] = scales_active.bins
-        # rejected reflections take the bin of the nearest active d-spacing
-        if not np.all(sel):
-            order = np.argsort(self.d_spacings[sel])
-            pos = np.clip(np.searchsorted(self.d_spacings[sel][order], self.d_spacings[~sel]),
-                          0, np.sum(sel) - 1)
-            bins[~sel] = scales_active.bins[order][pos]
-        scales_active.bins = bins
-        s_sq = 1.0 / self.d_spacings ** 2
-        if scales_active.mode == "flat":
-            scales_active.k_mask_refl = scales_active.k_sol * np.exp(-scales_active.b_sol * s_sq / 4)
-        else:
-            scales_active.k_mask_refl = scales_active.k_mask_bins[bins]
-        self.scales = scales_active
+    def _set_scales(self, scales):
+        """Keep the scales fitted on the active set; they are functions of
+        s² and h, so they cover the rejected reflections too."""
+        self.scales = scales
         self._alpha_beta = None
 
     def _require_scales(self):
@@ -171,20 +157,25 @@ class FModel:
     def k_total(self):
         """k_iso(s) · exp(ln k - 2π² h U* hᵀ), float64 (m,)."""
         self._require_scales()
-        s = self.scales
-        return s.k_iso_bins[s.bins] * np.exp(s.ln_k) * anisotropic_factor(self.hkl, s.u_star)
+        return self.scales.k_total(self.hkl, self._s_sq)
 
     @property
     def f_model(self):
         """k_total (F_calc + k_mask F_mask), complex128 (m,) (the untwinned model)."""
-        return self.k_total * (self.f_calc + self.scales.k_mask_refl * self.f_mask)
+        return self.k_total * (self.f_calc + self.k_mask * self.f_mask)
+
+    @property
+    def k_mask(self):
+        """k_mask of each reflection, float64 (m,)."""
+        self._require_scales()
+        return self.scales.k_mask(self._s_sq)
 
     @property
     def f_model_abs(self):
         """|F_model|, for twinned data k_total √((1-τ)|F(h)|² + τ|F(hT)|²)."""
         if self.twin_law is None:
             return np.abs(self.f_model)
-        k = self.scales.k_mask_refl
+        k = self.k_mask
         tau = self.scales.twin_fraction
         i1 = np.abs(self.f_calc + k * self.f_mask) ** 2
         i2 = np.abs(self.f_calc_twin + k * self.f_mask_twin) ** 2
@@ -206,6 +197,11 @@ class FModel:
     @property
     def r_free(self):
         return r_factor(self.f_obs, self.f_model_abs, self.free_active)
+
+    @property
+    def r_free_unscaled(self):
+        """R-free with F_model as fitted to the work set (no rescaling of the free set)."""
+        return r_factor(self.f_obs, self.f_model_abs, self.free_active, rescale=False)
 
     def r_factor_shells(self, n_shells=10):
         sel = self.active
@@ -291,7 +287,8 @@ class FModel:
         if np.any(s.u_star):
             u_cart = self.unit_cell.u_star_as_u_cart(s.u_star[None, :])[0]
             b_cart = (8 * np.pi ** 2 * u_cart).tolist()
-        return dict(r_work=self.r_work, r_free=self.r_free, n_work=int(np.sum(self.work)),
+        return dict(r_work=self.r_work, r_free=self.r_free,
+                    r_free_unscaled=self.r_free_unscaled, n_work=int(np.sum(self.work)),
                     n_free=int(np.sum(self.free_active)),
                     n_outliers=int(np.sum(~self.active)),
                     d_min=float(self.d_spacings.min()), d_max=float(self.d_spacings.max()),

@@ -223,7 +223,8 @@ def fit_bin(f_obs, a, b, c):
 class Scales:
     """The fitted scales.
 
-    bins : int64 (m,)  bin of each reflection; k_mask_refl (m,) k_mask of each reflection
+    bins : int64 (m,)  bin of each reflection
+    s_sq_centres : float64 (n_bins,)  mean s² = 1/d² of each bin
     k_mask_bins, k_iso_bins : (n_bins,)  per bin (for the flat model, the bin mean of k_mask)
     d_bins : float64 (n_bins, 2)  d_max, d_min of each bin (Å)
     u_star : float64 (6,)  overall anisotropic U* (11,22,33,12,13,23)
@@ -232,7 +233,7 @@ class Scales:
     k_sol, b_sol : float  flat-model values (fitted, or derived from the bins)
     """
     bins: np.ndarray
-    k_mask_refl: np.ndarray
+    s_sq_centres: np.ndarray
     k_mask_bins: np.ndarray
     k_iso_bins: np.ndarray
     d_bins: np.ndarray
@@ -242,6 +243,22 @@ class Scales:
     k_sol: float
     b_sol: float
     mode: str
+
+    def k_iso(self, s_sq):
+        """k_iso at s² = 1/d², float64 (m,): linear in s² between the bin
+        centres, constant beyond the end centres."""
+        return np.interp(s_sq, self.s_sq_centres, self.k_iso_bins)
+
+    def k_mask(self, s_sq):
+        """k_mask at s², float64 (m,): the flat model, or the bin values
+        interpolated as :meth:`k_iso`."""
+        if self.mode == "flat":
+            return self.k_sol * np.exp(-self.b_sol * s_sq / 4.0)
+        return np.interp(s_sq, self.s_sq_centres, self.k_mask_bins)
+
+    def k_total(self, hkl, s_sq):
+        """k_iso(s) exp(ln k - 2π² h U* hᵀ), float64 (m,)."""
+        return self.k_iso(s_sq) * np.exp(self.ln_k) * anisotropic_factor(hkl, self.u_star)
 
 
 def quadratic_coefficients(f_calc, f_mask):
@@ -360,6 +377,7 @@ def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, d_spacings, work, rotatio
     d_bins = np.array([[d_spacings[bins == j].max(), d_spacings[bins == j].min()]
                        for j in range(n_bins)])
     s_sq = 1.0 / d_spacings ** 2
+    centres = np.bincount(bins, weights=s_sq, minlength=n_bins) / np.bincount(bins, minlength=n_bins)
     basis = anisotropic_basis(rotations_hkl)
     coeffs = quadratic_coefficients(f_calc, f_mask)
     coeffs_twin = quadratic_coefficients(f_calc_twin, f_mask_twin) if twinned else None
@@ -379,8 +397,8 @@ def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, d_spacings, work, rotatio
             k_iso = _k_iso_given_k_mask(f_obs_aniso, mixed, k_mask_refl, bins, n_bins, work)
         else:
             k_mask_bins, k_iso = _fit_bins(f_obs_aniso, mixed, bins, n_bins, work)
-            k_mask_refl = k_mask_bins[bins]
-        f_model_iso = k_iso[bins] * np.sqrt(np.maximum(
+            k_mask_refl = np.interp(s_sq, centres, k_mask_bins)
+        f_model_iso = np.interp(s_sq, centres, k_iso) * np.sqrt(np.maximum(
             model_intensity(coeffs, coeffs_twin, tau, k_mask_refl), 0.0))
         ln_k, u_star = fit_anisotropic_scale(f_obs, f_model_iso, hkl, basis, work)
     # final bin scales with the final anisotropic factor
@@ -394,9 +412,8 @@ def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, d_spacings, work, rotatio
             bins, minlength=n_bins)
     else:
         k_mask_bins, k_iso = _fit_bins(f_obs_aniso, mixed, bins, n_bins, work)
-        k_mask_refl = k_mask_bins[bins]
         k_sol, b_sol = k_sol_b_sol_from_bins(k_mask_bins, d_bins)
-    return Scales(bins=bins, k_mask_refl=k_mask_refl, k_mask_bins=k_mask_bins, k_iso_bins=k_iso, d_bins=d_bins,
+    return Scales(bins=bins, s_sq_centres=centres, k_mask_bins=k_mask_bins, k_iso_bins=k_iso, d_bins=d_bins,
                   u_star=u_star, ln_k=ln_k, twin_fraction=tau, k_sol=k_sol, b_sol=b_sol,
                   mode=mode)
 
@@ -425,9 +442,3 @@ def _refine_twin_fraction(f_obs_aniso, coeffs, coeffs_twin, bins, n_bins, work):
             x2 = lo + g * (hi - lo)
             f2 = residual(x2)
     return 0.5 * (lo + hi)
-
-
-def f_model_from_scales(scales, f_calc, f_mask, hkl):
-    """k_total (F_calc + k_mask F_mask), complex128 (m,) (untwinned)."""
-    k_total = scales.k_iso_bins[scales.bins] * np.exp(scales.ln_k) * anisotropic_factor(hkl, scales.u_star)
-    return k_total * (f_calc + scales.k_mask_refl * f_mask), k_total

@@ -308,3 +308,45 @@ def fmodel_from_arrays(data, f_calc, f_mask, **kwargs):
     """An FModel over :class:`mmtbx.io.ReflectionData`."""
     return FModel(data.hkl, data.f_obs, data.sigma_f_obs, data.free, data.unit_cell,
                   data.space_group, f_calc, f_mask, **kwargs)
+
+
+def fmodel_from_files(model_path, data_path, labels=None, free_label=None, free_value=None,
+                      twin_law=None, twin_fraction=None, bulk_solvent="bins",
+                      remove_outliers=True, source=None):
+    """Read a model and reflection data, compute F_calc and F_mask, fit the scales.
+
+    Parameters
+    ----------
+    model_path, data_path : str
+    labels, free_label, free_value : see :func:`mmtbx.io.read_reflections`
+    twin_law : str, optional  e.g. "h,-k,-l"
+    twin_fraction : float, optional  fixed; refined when None
+    bulk_solvent : {"bins", "flat"}
+    remove_outliers : bool
+    source : callable, optional  (structure, unit_cell, space_group, hkl, d_min) →
+        (f_calc, f_mask); :func:`mmtbx.sources.compute_f_calc_and_mask` by default
+
+    Returns
+    -------
+    fmodel : FModel (scaled), data : ReflectionData, structure : gemmi.Structure
+    """
+    from .io import check_cells_agree, read_model, read_reflections
+    from .sources import compute_f_calc_and_mask
+
+    source = compute_f_calc_and_mask if source is None else source
+    structure = read_model(model_path)
+    data = read_reflections(data_path, labels=labels, free_label=free_label,
+                            free_value=free_value)
+    check_cells_agree(structure.cell.parameters, data.unit_cell.parameters, model_path, data_path)
+    f_calc, f_mask = source(structure, data.unit_cell, data.space_group, data.hkl, data.d_min)
+    kwargs = {}
+    if twin_law is not None:
+        matrix = parse_twin_law(twin_law)
+        check_twin_law(matrix, data.unit_cell, data.space_group, f"twin law {twin_law!r}")
+        f_calc_t, f_mask_t = source(structure, data.unit_cell, data.space_group,
+                                    twin_mates(data.hkl, matrix), data.d_min)
+        kwargs = dict(twin_law=matrix, f_calc_twin=f_calc_t, f_mask_twin=f_mask_t,
+                      twin_fraction=twin_fraction)
+    fmodel = fmodel_from_arrays(data, f_calc, f_mask, bulk_solvent=bulk_solvent,
+                                remove_outliers=remove_outliers, **kwargs)
+    return fmodel.update_all_scales(), data, structure

@@ -8,12 +8,19 @@ from sgtbx import completeness
 from .binning import equal_count_bins
 
 
-def r_factor(f_obs, f_model_abs, selection=None, rescale=True):
+def ls_scale(f_obs, f_model_abs, selection):
+    """k = Σ Fo |F_model| / Σ |F_model|² over ``selection`` (1 when empty)."""
+    fo, fm = f_obs[selection], f_model_abs[selection]
+    den = np.sum(fm * fm)
+    return float(np.sum(fo * fm) / den) if den > 0 else 1.0
+
+
+def r_factor(f_obs, f_model_abs, selection=None, rescale=True, scale=None):
     """R = Σ |Fo - k|F_model|| / Σ Fo over ``selection`` (NaN when empty).
 
     With ``rescale`` (the default, as cctbx's ``fmodel.r_work()`` and
     ``r_free()`` do) k = Σ Fo |F_model| / Σ |F_model|² is the least-squares
-    scale over the selection itself; otherwise k = 1.  F_model already
+    scale over the selection itself; otherwise k = ``scale`` (default 1).  F_model already
     carries the fitted scales, so k is close to 1 except for a small set
     (5e5z's 18 free reflections: k = 0.92).
     """
@@ -22,23 +29,34 @@ def r_factor(f_obs, f_model_abs, selection=None, rescale=True):
     den = np.sum(fo)
     if den <= 0:
         return float("nan")
-    k = np.sum(fo * fm) / np.sum(fm * fm) if rescale and np.sum(fm * fm) > 0 else 1.0
+    if scale is not None:
+        k = scale
+    else:
+        k = ls_scale(f_obs, f_model_abs, sel) if rescale else 1.0
     return float(np.sum(np.abs(fo - k * fm)) / den)
 
 
 def r_factor_shells(f_obs, f_model_abs, d_spacings, work, free, n_shells=10):
-    """R-work and R-free in resolution shells of equal counts.
+    """R-work and R-free in resolution shells of equal counts, each set
+    scaled by its overall least-squares scale (as cctbx's shell R factors).
 
-    Returns a list of dicts: d_max, d_min, n_work, n_free, r_work, r_free.
+    Returns a list of dicts: d_max, d_min, n_work, n_free, r_work, r_free
+    (None for a shell without reflections of that set).
     """
     bins, edges = equal_count_bins(d_spacings, n_shells)
+    k_work = ls_scale(f_obs, f_model_abs, work)
+    k_free = ls_scale(f_obs, f_model_abs, free)
+
+    def r(sel, k):
+        value = r_factor(f_obs, f_model_abs, sel, scale=k)
+        return None if np.isnan(value) else value
+
     rows = []
     for j in range(len(edges) - 1):
         in_bin = bins == j
         rows.append(dict(d_max=float(edges[j]), d_min=float(edges[j + 1]),
                          n_work=int(np.sum(in_bin & work)), n_free=int(np.sum(in_bin & free)),
-                         r_work=r_factor(f_obs, f_model_abs, in_bin & work),
-                         r_free=r_factor(f_obs, f_model_abs, in_bin & free)))
+                         r_work=r(in_bin & work, k_work), r_free=r(in_bin & free, k_free)))
     return rows
 
 

@@ -124,7 +124,7 @@ class FModel:
         twin = self.twin_law is not None
         return bulk_solvent_and_scale(
             self.f_obs[selection], self.f_calc[selection], self.f_mask[selection],
-            self.hkl[selection], self.d_spacings[selection], ~self.free[selection],
+            self.hkl[selection], self.unit_cell, ~self.free[selection],
             self._rotations_hkl(),
             f_calc_twin=self.f_calc_twin[selection] if twin else None,
             f_mask_twin=self.f_mask_twin[selection] if twin else None,

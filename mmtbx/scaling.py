@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import ScalingError
 
-_K_MASK_GRID = np.linspace(0.0, 1.0, 26)
+_K_MASK_GRID = np.linspace(0.0, 1.0, 21)
 
 
 # -- bins ----------------------------------------------------------------------------
@@ -103,44 +103,78 @@ def _quadratic_terms(hkl):
                      2 * h[:, 0] * h[:, 2], 2 * h[:, 1] * h[:, 2]], axis=1)
 
 
-def fit_anisotropic_scale(f_obs, f_model, hkl, basis, selection, n_gauss_newton=3):
-    """Fit k exp(-2π² h U* hᵀ) so that it times ``f_model`` matches f_obs.
+def hat_matrix(s_sq, centres):
+    """(m, n) weights w with ln k_iso(s) = w · ln K: linear in s² between the
+    bin centres, extrapolated linearly beyond the end centres; one column of
+    ones for a single bin."""
+    m, n = len(s_sq), len(centres)
+    if n == 1:
+        return np.ones((m, 1))
+    j = np.clip(np.searchsorted(centres, s_sq) - 1, 0, n - 2)
+    t = (s_sq - centres[j]) / (centres[j + 1] - centres[j])
+    hat = np.zeros((m, n))
+    rows = np.arange(m)
+    hat[rows, j] = 1.0 - t
+    hat[rows, j + 1] = t
+    return hat
+
+
+def without_isotropic_part(basis, unit_cell_g_star):
+    """The part of an anisotropic basis orthogonal to the isotropic U*
+    (∝ G*), for when the bin scales carry the isotropic fall-off."""
+    g = np.array([unit_cell_g_star[a, b] for a, b in _sym_index()])
+    c = basis.T @ g
+    if basis.shape[1] == 0 or np.linalg.norm(c) == 0:
+        return basis
+    _, _, vt = np.linalg.svd(c[None, :])
+    return basis @ vt[1:].T
+
+
+def _least_squares(a, y):
+    """x minimising |a x - y|² through the (small) normal equations; the
+    columns of ``a`` are already scaled to comparable size."""
+    return np.linalg.lstsq(a.T @ a, a.T @ y, rcond=1e-12)[0]
+
+
+def fit_scales(f_obs, f_model, hkl, hat, basis, selection, n_gauss_newton=3):
+    """Fit k_iso(s) · exp(-2π² h U* hᵀ) so that it times ``f_model`` matches
+    ``f_obs``: ln k_iso is piecewise linear in s² (``hat`` @ ln K), U* in the
+    span of ``basis``.  Linear least squares on ln(F_obs/F_model) (rows
+    weighted by F_obs), then Gauss–Newton steps on Σ (F_obs - k F_model)².
 
     Parameters
     ----------
     f_obs, f_model : float64 (m,)  amplitudes
     hkl : int32 (m, 3)
-    basis : float64 (6, r)  from :func:`anisotropic_basis`
+    hat : float64 (m, n_bins)  from :func:`hat_matrix`
+    basis : float64 (6, r)
     selection : bool (m,)  reflections used (the work set)
 
     Returns
     -------
-    ln_k : float, u_star : float64 (6,)
+    ln_k_bins : float64 (n_bins,), u_star : float64 (6,)
     """
+    n_bins = hat.shape[1]
     sel = selection & (f_obs > 0) & (f_model > 0)
-    if np.sum(sel) < basis.shape[1] + 2:
-        return 0.0, np.zeros(6)
+    if np.sum(sel) < n_bins + basis.shape[1] + 2:
+        raise ScalingError(f"too few reflections ({np.sum(sel)}) to fit {n_bins} bin scales "
+                           "and the anisotropic scale")
     q = _quadratic_terms(hkl[sel]) @ basis * (-2.0 * np.pi ** 2)
-    design = np.c_[np.ones(len(q)), q]
+    design = np.c_[hat[sel], q]
     fo, fm = f_obs[sel], f_model[sel]
-    y = np.log(fo / fm)
-    w = np.sqrt(fo)
     scale = np.abs(design).max(axis=0)
     scale[scale == 0] = 1.0
-    params, *_ = np.linalg.lstsq(design / scale * w[:, None], y * w, rcond=None)
-    params = params / scale
+    params = _least_squares(design / scale * fo[:, None], np.log(fo / fm) * fo) / scale
     for _ in range(n_gauss_newton):
         model = np.exp(np.clip(design @ params, -50, 50)) * fm
         resid = fo - model
-        jac = design * model[:, None]
-        step, *_ = np.linalg.lstsq(jac / scale, resid, rcond=None)
+        step = _least_squares(design * model[:, None] / scale, resid)
         trial = params + step / scale
         new = np.exp(np.clip(design @ trial, -50, 50)) * fm
-        if np.sum((fo - new) ** 2) <= np.sum(resid ** 2):
-            params = trial
-        else:
+        if np.sum((fo - new) ** 2) > np.sum(resid ** 2):
             break
-    return float(params[0]), basis @ params[1:]
+        params = trial
+    return params[:n_bins], basis @ params[n_bins:]
 
 
 def anisotropic_factor(hkl, u_star):
@@ -197,12 +231,12 @@ def fit_bin(f_obs, a, b, c):
         candidates.append(k)
     values = [_amplitude_residual(f_obs, a, b, c, kk)[0] for kk in candidates]
     best = candidates[int(np.argmin(values))]
-    lo, hi = max(0.0, best - 0.04), min(1.0, best + 0.04)
+    lo, hi = max(0.0, best - 0.05), min(1.0, best + 0.05)
     g = (np.sqrt(5.0) - 1.0) / 2.0
     x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
     f1 = _amplitude_residual(f_obs, a, b, c, x1)[0]
     f2 = _amplitude_residual(f_obs, a, b, c, x2)[0]
-    for _ in range(20):
+    for _ in range(16):
         if f1 < f2:
             hi, x2, f2 = x2, x1, f1
             x1 = hi - g * (hi - lo)
@@ -225,12 +259,13 @@ class Scales:
 
     bins : int64 (m,)  bin of each reflection
     s_sq_centres : float64 (n_bins,)  mean s² = 1/d² of each bin
-    k_mask_bins, k_iso_bins : (n_bins,)  per bin (for the flat model, the bin mean of k_mask)
+    k_mask_bins : (n_bins,)  k_mask per bin (for the flat model, its bin mean)
+    k_iso_bins : (n_bins,)  k_iso at the bin centres
     d_bins : float64 (n_bins, 2)  d_max, d_min of each bin (Å)
     u_star : float64 (6,)  overall anisotropic U* (11,22,33,12,13,23)
-    ln_k : float  overall ln scale that goes with u_star
     twin_fraction : float  (0 without a twin law)
     k_sol, b_sol : float  flat-model values (fitted, or derived from the bins)
+    mode : "bins" or "flat"
     """
     bins: np.ndarray
     s_sq_centres: np.ndarray
@@ -238,27 +273,26 @@ class Scales:
     k_iso_bins: np.ndarray
     d_bins: np.ndarray
     u_star: np.ndarray
-    ln_k: float
     twin_fraction: float
     k_sol: float
     b_sol: float
     mode: str
 
     def k_iso(self, s_sq):
-        """k_iso at s² = 1/d², float64 (m,): linear in s² between the bin
-        centres, constant beyond the end centres."""
-        return np.interp(s_sq, self.s_sq_centres, self.k_iso_bins)
+        """k_iso at s² = 1/d², float64 (m,): ln k_iso piecewise linear in s²
+        through the bin centres (:func:`hat_matrix`)."""
+        return np.exp(hat_matrix(s_sq, self.s_sq_centres) @ np.log(self.k_iso_bins))
 
     def k_mask(self, s_sq):
         """k_mask at s², float64 (m,): the flat model, or the bin values
-        interpolated as :meth:`k_iso`."""
+        linearly interpolated in s² (constant beyond the end centres)."""
         if self.mode == "flat":
             return self.k_sol * np.exp(-self.b_sol * s_sq / 4.0)
         return np.interp(s_sq, self.s_sq_centres, self.k_mask_bins)
 
     def k_total(self, hkl, s_sq):
-        """k_iso(s) exp(ln k - 2π² h U* hᵀ), float64 (m,)."""
-        return self.k_iso(s_sq) * np.exp(self.ln_k) * anisotropic_factor(hkl, self.u_star)
+        """k_iso(s) exp(-2π² h U* hᵀ), float64 (m,)."""
+        return self.k_iso(s_sq) * anisotropic_factor(hkl, self.u_star)
 
 
 def quadratic_coefficients(f_calc, f_mask):
@@ -339,18 +373,22 @@ def _flat_k_mask(f_obs_aniso, coeffs, s_sq, bins, n_bins, work):
     return best[1], best[2]
 
 
-def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, d_spacings, work, rotations_hkl,
+def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, unit_cell, work, rotations_hkl,
                            f_calc_twin=None, f_mask_twin=None, twin_fraction=None,
                            mode="bins", n_cycles=3):
-    """Fit k_mask, k_iso (per bin), the anisotropic scale and, for twinned
-    data, the twin fraction.
+    """Fit k_mask (per bin, or k_sol and B_sol), k_iso(s), the anisotropic
+    scale and, for twinned data, the twin fraction.
+
+    Each cycle fits k_mask in every bin with the current total scale divided
+    out of F_obs (:func:`fit_bin`), then the bin scales and U* together
+    (:func:`fit_scales`) with k_mask fixed.
 
     Parameters
     ----------
     f_obs : float64 (m,)
     f_calc, f_mask : complex128 (m,)
     hkl : int32 (m, 3)
-    d_spacings : float64 (m,)
+    unit_cell : sgtbx.UnitCell
     work : bool (m,)  reflections the scales are fitted to
     rotations_hkl : int (k, 3, 3)  operations on column Miller indices that
         the anisotropic scale must be invariant under (point group, twin law)
@@ -364,8 +402,7 @@ def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, d_spacings, work, rotatio
     Scales
     """
     m = len(f_obs)
-    for name, arr in (("f_calc", f_calc), ("f_mask", f_mask), ("hkl", hkl), ("work", work),
-                      ("d_spacings", d_spacings)):
+    for name, arr in (("f_calc", f_calc), ("f_mask", f_mask), ("hkl", hkl), ("work", work)):
         if len(arr) != m:
             raise ScalingError(f"{name} has {len(arr)} rows, f_obs has {m}")
     if mode not in ("bins", "flat"):
@@ -373,60 +410,58 @@ def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, d_spacings, work, rotatio
     if np.sum(work) == 0:
         raise ScalingError("no work reflections to fit the scales to")
     twinned = f_calc_twin is not None
+    d_spacings = unit_cell.d_spacings(hkl)
     bins, n_bins = log_bins(d_spacings)
     d_bins = np.array([[d_spacings[bins == j].max(), d_spacings[bins == j].min()]
                        for j in range(n_bins)])
     s_sq = 1.0 / d_spacings ** 2
     centres = np.bincount(bins, weights=s_sq, minlength=n_bins) / np.bincount(bins, minlength=n_bins)
+    hat = hat_matrix(s_sq, centres)
     basis = anisotropic_basis(rotations_hkl)
+    if n_bins > 1:
+        basis = without_isotropic_part(basis, unit_cell.reciprocal_metric)
     coeffs = quadratic_coefficients(f_calc, f_mask)
     coeffs_twin = quadratic_coefficients(f_calc_twin, f_mask_twin) if twinned else None
     tau = 0.0 if not twinned else (0.25 if twin_fraction is None else float(twin_fraction))
 
-    ln_k, u_star = 0.0, np.zeros(6)
+    # start: scales of F_calc alone
+    k_mask_refl = np.zeros(m)
+    ln_k_bins, u_star = fit_scales(
+        f_obs, np.sqrt(model_intensity(coeffs, coeffs_twin, tau, k_mask_refl)), hkl, hat, basis, work)
     k_sol = b_sol = 0.0
-    for cycle in range(n_cycles):
-        aniso = np.exp(ln_k) * anisotropic_factor(hkl, u_star)
-        f_obs_aniso = f_obs / aniso
+    k_mask_bins = np.zeros(n_bins)
+    for _ in range(n_cycles):
+        f_obs_scaled = f_obs / (np.exp(hat @ ln_k_bins) * anisotropic_factor(hkl, u_star))
         if twinned and twin_fraction is None:
-            tau = _refine_twin_fraction(f_obs_aniso, coeffs, coeffs_twin, bins, n_bins, work)
+            tau = _refine_twin_fraction(f_obs_scaled, coeffs, coeffs_twin, bins, n_bins, work)
         mixed = _mix(coeffs, coeffs_twin, tau)
         if mode == "flat":
-            k_sol, b_sol = _flat_k_mask(f_obs_aniso, mixed, s_sq, bins, n_bins, work)
+            k_sol, b_sol = _flat_k_mask(f_obs_scaled, mixed, s_sq, bins, n_bins, work)
             k_mask_refl = k_sol * np.exp(-b_sol * s_sq / 4.0)
-            k_iso = _k_iso_given_k_mask(f_obs_aniso, mixed, k_mask_refl, bins, n_bins, work)
+            k_mask_bins = np.bincount(bins, weights=k_mask_refl, minlength=n_bins) / np.bincount(
+                bins, minlength=n_bins)
         else:
-            k_mask_bins, k_iso = _fit_bins(f_obs_aniso, mixed, bins, n_bins, work)
+            k_mask_bins, _ = _fit_bins(f_obs_scaled, mixed, bins, n_bins, work)
             k_mask_refl = np.interp(s_sq, centres, k_mask_bins)
-        f_model_iso = np.interp(s_sq, centres, k_iso) * np.sqrt(np.maximum(
+        f_model_unscaled = np.sqrt(np.maximum(
             model_intensity(coeffs, coeffs_twin, tau, k_mask_refl), 0.0))
-        ln_k, u_star = fit_anisotropic_scale(f_obs, f_model_iso, hkl, basis, work)
-    # final bin scales with the final anisotropic factor
-    aniso = np.exp(ln_k) * anisotropic_factor(hkl, u_star)
-    f_obs_aniso = f_obs / aniso
-    mixed = _mix(coeffs, coeffs_twin, tau)
-    if mode == "flat":
-        k_mask_refl = k_sol * np.exp(-b_sol * s_sq / 4.0)
-        k_iso = _k_iso_given_k_mask(f_obs_aniso, mixed, k_mask_refl, bins, n_bins, work)
-        k_mask_bins = np.bincount(bins, weights=k_mask_refl, minlength=n_bins) / np.bincount(
-            bins, minlength=n_bins)
-    else:
-        k_mask_bins, k_iso = _fit_bins(f_obs_aniso, mixed, bins, n_bins, work)
+        ln_k_bins, u_star = fit_scales(f_obs, f_model_unscaled, hkl, hat, basis, work)
+    if mode == "bins":
         k_sol, b_sol = k_sol_b_sol_from_bins(k_mask_bins, d_bins)
-    return Scales(bins=bins, s_sq_centres=centres, k_mask_bins=k_mask_bins, k_iso_bins=k_iso, d_bins=d_bins,
-                  u_star=u_star, ln_k=ln_k, twin_fraction=tau, k_sol=k_sol, b_sol=b_sol,
-                  mode=mode)
+    return Scales(bins=bins, s_sq_centres=centres, k_mask_bins=k_mask_bins,
+                  k_iso_bins=np.exp(ln_k_bins), d_bins=d_bins, u_star=u_star,
+                  twin_fraction=tau, k_sol=k_sol, b_sol=b_sol, mode=mode)
 
 
-def _refine_twin_fraction(f_obs_aniso, coeffs, coeffs_twin, bins, n_bins, work):
+def _refine_twin_fraction(f_obs_scaled, coeffs, coeffs_twin, bins, n_bins, work):
     """τ in [0, 0.5] minimising the amplitude residual with k_mask and K refitted
     per bin (golden-section search)."""
     def residual(tau):
         mixed = _mix(coeffs, coeffs_twin, tau)
-        k_mask, k_iso = _fit_bins(f_obs_aniso, mixed, bins, n_bins, work)
+        k_mask, k_iso = _fit_bins(f_obs_scaled, mixed, bins, n_bins, work)
         u = mixed[0] + 2 * mixed[1] * k_mask[bins] + mixed[2] * k_mask[bins] ** 2
         fm = k_iso[bins] * np.sqrt(np.maximum(u, 0.0))
-        return np.sum((f_obs_aniso[work] - fm[work]) ** 2)
+        return np.sum((f_obs_scaled[work] - fm[work]) ** 2)
 
     lo, hi = 0.0, 0.5
     g = (np.sqrt(5.0) - 1.0) / 2.0

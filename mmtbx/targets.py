@@ -139,9 +139,18 @@ def estimate_alpha_beta(f_obs, f_model, d_spacings, eps, centric, free, min_free
     """
     _check(f_obs, f_model, d_spacings, eps, centric, free)
     fc = np.abs(f_model)
-    n_bins = int(np.clip(len(f_obs) // n_per_bin, 1, max_bins))
-    n_bins = max(1, min(n_bins, int(np.sum(free)) // min_free or 1))
-    bins, edges = equal_count_bins(d_spacings, n_bins)
+    n_free = int(np.sum(free))
+    if n_free >= min_free:
+        # equal numbers of free reflections per bin, about 2 × min_free each
+        n_bins = int(np.clip(min(len(f_obs) // n_per_bin, n_free // (2 * min_free)), 1, max_bins))
+        reference = d_spacings[free]
+    else:
+        n_bins = int(np.clip(len(f_obs) // n_per_bin, 1, max_bins))
+        reference = d_spacings
+    _, ref_edges = equal_count_bins(reference, n_bins)
+    inner = ref_edges[1:-1]
+    bins = np.searchsorted(-inner, -d_spacings, side="left")
+    edges = np.r_[d_spacings.max(), inner, d_spacings.min()]
     alpha_b = np.empty(n_bins)
     beta_b = np.empty(n_bins)
     from_free = np.zeros(n_bins, dtype=bool)

@@ -23,6 +23,7 @@ def _symmetry_weighted_model(structure):
     counted more than once)."""
     st = structure.clone()
     st.remove_empty_chains()
+    st.setup_cell_images()
     model = st[0]
     cell = st.cell
     for chain in model:

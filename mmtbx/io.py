@@ -263,7 +263,7 @@ def _read_mtz(path, labels, free_label):
     cell = UnitCell(*mtz.cell.parameters)
     if mtz.spacegroup is None:
         raise DataError(f"{path}: the MTZ file has no space group")
-    space_group = SpaceGroup(mtz.spacegroup.hm)
+    space_group = SpaceGroup(mtz.spacegroup.xhm())
     return dict(hkl=hkl, value=value, sigma=sigma, kind=kind, used=used, flags=flags,
                 flag_column=free_cands[0] if free_cands else None, cell=cell,
                 space_group=space_group)
@@ -347,7 +347,7 @@ def _read_sf_cif(path, labels, free_label):
         raise DataError(f"{path}: the structure-factor file has no space group")
     return dict(hkl=hkl, value=value, sigma=sigma, kind=kind, used=used, flags=flags,
                 flag_column=flag_column, cell=cell,
-                space_group=SpaceGroup(block.spacegroup.hm))
+                space_group=SpaceGroup(block.spacegroup.xhm()))
 
 
 def _merge_into_asu(space_group, hkl, value, sigma, free):

@@ -26,6 +26,7 @@ k_sol exp(-B_sol s²/4) to the binned k_mask for d ≥ 4 Å (as cctbx's
 import dataclasses
 
 import numpy as np
+from scipy import optimize
 
 from .errors import ScalingError
 
@@ -357,20 +358,26 @@ def k_sol_b_sol_from_bins(k_mask_bins, d_bins, d_limit=4.0):
 
 
 def _flat_k_mask(f_obs_aniso, coeffs, s_sq, bins, n_bins, work):
-    """Grid search over B_sol, then k_sol, for k_mask = k_sol exp(-B_sol s²/4)
-    with K per bin."""
-    best = (np.inf, 0.0, 0.0)
-    for b_sol in np.arange(0.0, 161.0, 10.0):
-        shape = np.exp(-b_sol * s_sq / 4.0)
-        for k_sol in np.linspace(0.0, 0.6, 25):
-            k_mask = k_sol * shape
-            k_iso = _k_iso_given_k_mask(f_obs_aniso, coeffs, k_mask, bins, n_bins, work)
-            a, b, c = coeffs
-            fm = k_iso[bins] * np.sqrt(np.maximum(a + 2 * b * k_mask + c * k_mask ** 2, 0.0))
-            total = np.sum((f_obs_aniso[work] - fm[work]) ** 2)
-            if total < best[0]:
-                best = (total, k_sol, b_sol)
-    return best[1], best[2]
+    """k_sol and B_sol of k_mask = k_sol exp(-B_sol s²/4) with K per bin: a
+    grid search (B_sol 0..160 Å² by 10, k_sol 0..0.6 by 0.025), then a
+    Nelder–Mead polish inside k_sol ∈ [0, 1], B_sol ∈ [0, 300]."""
+    a, b, c = coeffs
+
+    def residual(k_sol, b_sol):
+        k_mask = k_sol * np.exp(-b_sol * s_sq / 4.0)
+        k_iso = _k_iso_given_k_mask(f_obs_aniso, coeffs, k_mask, bins, n_bins, work)
+        fm = k_iso[bins] * np.sqrt(np.maximum(a + 2 * b * k_mask + c * k_mask ** 2, 0.0))
+        return np.sum((f_obs_aniso[work] - fm[work]) ** 2)
+
+    grid = [(residual(k, bs), k, bs) for bs in np.arange(0.0, 161.0, 10.0)
+            for k in np.linspace(0.0, 0.6, 25)]
+    _, k_sol, b_sol = min(grid)
+    res = optimize.minimize(lambda p: residual(*p), [k_sol, b_sol], method="Nelder-Mead",
+                            bounds=[(0.0, 1.0), (0.0, 300.0)],
+                            options=dict(xatol=1e-3, fatol=1e-10, maxiter=200))
+    if res.fun <= residual(k_sol, b_sol):
+        k_sol, b_sol = float(res.x[0]), float(res.x[1])
+    return k_sol, b_sol
 
 
 def bulk_solvent_and_scale(f_obs, f_calc, f_mask, hkl, unit_cell, work, rotations_hkl,

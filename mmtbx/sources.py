@@ -64,8 +64,6 @@ def compute_f_calc_and_mask(structure, unit_cell, space_group, hkl, d_min):
         protein), in Å³, so that k_mask is in e/Å³.
     """
     hkl = np.ascontiguousarray(hkl, dtype=np.int32)
-    if structure.cell.a == 0:
-        structure.cell = unit_cell.as_gemmi()
     st = structure.clone()
     st.cell = unit_cell.as_gemmi()
     entry = space_group.gemmi_space_group

@@ -180,19 +180,6 @@ def _mtz_anomalous_sets(mtz, value_type, sigma_type):
     return out
 
 
-def _choose(candidates, what, path, label=None):
-    if label is not None:
-        chosen = [c for c in candidates if c[0] == label]
-        if not chosen:
-            raise DataError(f"{path}: no {what} column {label!r} followed by its sigma; "
-                            f"candidates: {_names(candidates)}")
-        return chosen[0]
-    if len(candidates) > 1:
-        raise DataError(f"{path}: {len(candidates)} candidate {what} columns "
-                        f"({_names(candidates)}); choose one")
-    return candidates[0] if candidates else None
-
-
 def _names(candidates):
     return ", ".join("/".join(c) for c in candidates) or "none"
 
@@ -213,42 +200,10 @@ def _read_mtz(path, labels, free_label):
     index = {c.label: i for i, c in enumerate(mtz.columns)}
     hkl = data[:, :3].astype(np.int32)
 
-    want = None
     if labels is not None:
-        want = labels[0]
-        if want not in index:
-            raise DataError(f"{path}: no column {want!r}; columns: "
-                            f"{', '.join(c.label for c in mtz.columns)}")
-    f_pairs = _mtz_pairs(mtz, "F", "Q")
-    i_pairs = _mtz_pairs(mtz, "J", "Q")
-    f_anom = _mtz_anomalous_sets(mtz, "G", "L")
-    i_anom = _mtz_anomalous_sets(mtz, "K", "M")
-    kind = None
-    if want is not None:
-        col_type = mtz.column_with_label(want).type
-        kind = {"F": "amplitudes", "J": "intensities", "G": "amplitudes", "K": "intensities"}.get(col_type)
-        if kind is None:
-            raise DataError(f"{path}: column {want!r} has type {col_type}, not amplitudes (F, G) "
-                            "or intensities (J, K)")
-        anomalous = col_type in "GK"
+        kind, value, sigma, used = _mtz_given_columns(mtz, data, index, labels, path)
     else:
-        for kind, pairs, anom in (("amplitudes", f_pairs, False), ("intensities", i_pairs, False),
-                                  ("amplitudes", f_anom, True), ("intensities", i_anom, True)):
-            if pairs:
-                anomalous = anom
-                break
-        else:
-            raise DataError(f"{path}: no amplitudes (F with SIGF) or intensities (I with SIGI) "
-                            f"found; columns: {', '.join(c.label + ':' + c.type for c in mtz.columns)}")
-    if anomalous:
-        quad = _choose(f_anom if kind == "amplitudes" else i_anom, kind + " (anomalous)", path, want)
-        plus, sig_plus, minus, sig_minus = (data[:, index[q]] for q in quad)
-        value, sigma = _average_pair(plus, sig_plus, minus, sig_minus)
-        used = quad
-    else:
-        pair = _choose(f_pairs if kind == "amplitudes" else i_pairs, kind, path, want)
-        value, sigma = data[:, index[pair[0]]], data[:, index[pair[1]]]
-        used = pair
+        kind, value, sigma, used = _mtz_automatic_columns(mtz, data, index, path)
 
     free_cands = _free_candidates([(c.label, c.type) for c in mtz.columns])
     if free_label is not None:
@@ -267,6 +222,54 @@ def _read_mtz(path, labels, free_label):
     return dict(hkl=hkl, value=value, sigma=sigma, kind=kind, used=used, flags=flags,
                 flag_column=free_cands[0] if free_cands else None, cell=cell,
                 space_group=space_group)
+
+
+_VALUE_TYPES = {"F": "amplitudes", "J": "intensities", "G": "amplitudes", "K": "intensities"}
+_SIGMA_TYPES = {"F": "Q", "J": "Q", "G": "L", "K": "M"}
+
+
+def _mtz_given_columns(mtz, data, index, labels, path):
+    """The columns the caller named: value and sigma, or the four of an
+    anomalous pair; types checked."""
+    for label in labels:
+        if label not in index:
+            raise DataError(f"{path}: no column {label!r}; columns: "
+                            f"{', '.join(c.label for c in mtz.columns)}")
+    types = [mtz.column_with_label(label).type for label in labels]
+    kind = _VALUE_TYPES.get(types[0])
+    if kind is None:
+        raise DataError(f"{path}: column {labels[0]!r} has type {types[0]}, not amplitudes (F, G) "
+                        "or intensities (J, K)")
+    anomalous = types[0] in "GK"
+    expected = [types[0], _SIGMA_TYPES[types[0]]] * (2 if anomalous else 1)
+    if types != expected:
+        raise DataError(f"{path}: columns {', '.join(labels)} have types {''.join(types)}; "
+                        f"expected {''.join(expected)}")
+    columns = [data[:, index[label]] for label in labels]
+    value, sigma = _average_pair(*columns) if anomalous else columns
+    return kind, value, sigma, tuple(labels)
+
+
+def _mtz_automatic_columns(mtz, data, index, path):
+    """Mean amplitudes, else mean intensities, else anomalous amplitudes,
+    else anomalous intensities, each a value column followed by its sigma;
+    more than one candidate of the chosen kind is an error naming them."""
+    candidates = (("amplitudes", _mtz_pairs(mtz, "F", "Q")), ("intensities", _mtz_pairs(mtz, "J", "Q")),
+                  ("amplitudes", _mtz_anomalous_sets(mtz, "G", "L")),
+                  ("intensities", _mtz_anomalous_sets(mtz, "K", "M")))
+    for kind, found in candidates:
+        if found:
+            break
+    else:
+        raise DataError(f"{path}: no amplitudes (F with SIGF) or intensities (I with SIGI) "
+                        f"found; columns: {', '.join(c.label + ':' + c.type for c in mtz.columns)}")
+    if len(found) > 1:
+        raise DataError(f"{path}: {len(found)} candidate {kind} columns ({_names(found)}); "
+                        "choose one")
+    used = found[0]
+    columns = [data[:, index[label]] for label in used]
+    value, sigma = _average_pair(*columns) if len(used) == 4 else columns
+    return kind, value, sigma, used
 
 
 def _average_pair(plus, sig_plus, minus, sig_minus):

@@ -191,3 +191,12 @@ def test_residue_missing_from_monomer_library(macro_data, monomer_data):
     assert residues_missing_from_monomer_library(structure, str(monomer_data)) == []
     structure[0][0][0].name = "ZZQ"
     assert residues_missing_from_monomer_library(structure, str(monomer_data)) == ["ZZQ"]
+
+
+def test_given_labels_are_checked(macro_data):
+    path = macro_data / "5e5z" / "5e5z.mtz"
+    with pytest.raises(DataError, match="columns FP, I have types FJ; expected FQ"):
+        read_reflections(path, labels=("FP", "I"))
+    with pytest.raises(DataError, match="column 'FREE' has type I, not amplitudes"):
+        read_reflections(path, labels=("FREE", "SIGFP"))
+    assert read_reflections(path, labels=("FP", "SIGFP")).columns == {"amplitudes": ("FP", "SIGFP")}

@@ -53,7 +53,8 @@ class ReflectionData:
     columns : dict  what was read: {"amplitudes" or "intensities": (label, sigma label)}
     free_flags : FreeFlagInfo
     n_merged : int  input rows merged into others (Friedel mates, anomalous pairs)
-    n_rejected : int  rows dropped (missing values, unobserved, French–Wilson rejections)
+    n_rejected : int  rows dropped (missing values, unobserved, systematically absent,
+        French–Wilson rejections)
     """
     hkl: np.ndarray
     f_obs: np.ndarray
@@ -435,6 +436,9 @@ def read_reflections(path, labels=None, free_label=None, free_value=None):
         hkl, value, sigma, free = hkl[good], value[good], sigma[good], free[good]
 
     space_group, cell = raw["space_group"], raw["cell"]
+    present = ~space_group.absent_flags(hkl)
+    n_rejected += int(np.sum(~present))
+    hkl, value, sigma, free = hkl[present], value[present], sigma[present], free[present]
     # into the asymmetric unit; Friedel mates and duplicates averaged
     hkl, value, sigma, free, n_merged = _merge_into_asu(space_group, hkl, value, sigma, free)
     info.n_free = int(np.sum(free))

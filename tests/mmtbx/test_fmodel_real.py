@@ -90,3 +90,11 @@ def test_ml_figures_on_real_data(case):
     assert 0.5 < fom[fmodel.work].mean() < 1.0
     # the free set is used wherever it has >= 50 reflections per bin
     assert ab.from_free.all() == (fmodel.free_active.sum() >= 50 * len(ab.alpha_bins))
+
+
+def test_1l2h_with_a_given_twin_fraction(macro_data):
+    """The twin fraction fixed at cctbx's 0.36 gives cctbx's R within 0.01."""
+    fmodel, _, _ = fmodel_from_files(macro_data / "1l2h" / "1l2h.cif", macro_data / "1l2h" / "1l2h.mtz",
+                                     twin_law="h,-k,-l", twin_fraction=0.36)
+    assert fmodel.scales.twin_fraction == 0.36
+    assert abs(fmodel.r_work - 0.1526) <= 0.01 and abs(fmodel.r_free - 0.1930) <= 0.01

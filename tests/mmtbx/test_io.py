@@ -106,7 +106,7 @@ def _some_hkl(n=200, seed=0):
     seen = set()
     rows = []
     while len(rows) < n:
-        h = tuple(int(x) for x in rng.integers([0, 0, 1], [8, 10, 12]))
+        h = tuple(int(x) for x in rng.integers([1, 1, 1], [9, 11, 13]))  # no axial: no absences
         if h not in seen:
             seen.add(h)
             rows.append(h)
@@ -200,3 +200,37 @@ def test_given_labels_are_checked(macro_data):
     with pytest.raises(DataError, match="column 'FREE' has type I, not amplitudes"):
         read_reflections(path, labels=("FREE", "SIGFP"))
     assert read_reflections(path, labels=("FP", "SIGFP")).columns == {"amplitudes": ("FP", "SIGFP")}
+
+
+def test_sf_mmcif_anomalous_pairs_and_status(tmp_path):
+    rows = []
+    rng = np.random.default_rng(3)
+    hkl = _some_hkl(120)
+    fp, fm = rng.uniform(10, 20, len(hkl)), rng.uniform(10, 20, len(hkl))
+    status = np.where(np.arange(len(hkl)) % 10 == 0, "f", "o")
+    status[1] = "x"
+    for (h, k, l), a, b, s in zip(hkl, fp, fm, status):
+        rows.append(f"{h} {k} {l} {s} {a:.3f} 0.5 {b:.3f} 0.5")
+    text = ("data_test\n_cell.length_a 30\n_cell.length_b 40\n_cell.length_c 50\n"
+            "_cell.angle_alpha 90\n_cell.angle_beta 90\n_cell.angle_gamma 90\n"
+            "_symmetry.space_group_name_H-M 'P 21 21 21'\nloop_\n_refln.index_h\n_refln.index_k\n"
+            "_refln.index_l\n_refln.status\n_refln.pdbx_F_plus\n_refln.pdbx_F_plus_sigma\n"
+            "_refln.pdbx_F_minus\n_refln.pdbx_F_minus_sigma\n" + "\n".join(rows) + "\n")
+    path = tmp_path / "sf.cif"
+    path.write_text(text)
+    data = read_reflections(path)
+    assert data.columns == {"amplitudes": ("pdbx_F_plus", "pdbx_F_plus_sigma", "pdbx_F_minus",
+                                           "pdbx_F_minus_sigma")}
+    assert data.free_flags.convention == "mmcif"
+    assert len(data.hkl) == len(hkl) - 1 and int(data.free.sum()) == 12
+    order = np.argsort(_keys(hkl[status != "x"]))
+    expected = (0.5 * (fp + fm))[status != "x"][order]
+    assert np.allclose(data.f_obs[np.argsort(_keys(data.hkl))], expected, atol=1e-3)
+
+
+def test_systematic_absences_are_dropped(tmp_path):
+    hkl = np.r_[_some_hkl(50), [[0, 0, 3], [0, 5, 0], [0, 0, 4]]]
+    vals = np.c_[np.full(len(hkl), 10.0), np.ones(len(hkl))]
+    path = _write_mtz(tmp_path / "x.mtz", [("F", "F"), ("SIGF", "Q")], hkl, vals)
+    data = read_reflections(path)
+    assert len(data.hkl) == 51 and data.n_rejected == 2

@@ -93,6 +93,12 @@ class FModel:
             raise ScalingError("a twin law needs f_calc_twin and f_mask_twin, and they need a twin law")
         self.f_calc_twin = None if f_calc_twin is None else np.asarray(f_calc_twin, np.complex128)
         self.f_mask_twin = None if f_mask_twin is None else np.asarray(f_mask_twin, np.complex128)
+        for name in ("f_calc_twin", "f_mask_twin"):
+            arr = getattr(self, name)
+            if arr is not None and arr.shape != (m,):
+                raise ScalingError(f"{name} must have shape ({m},), got {arr.shape}")
+        if self.twin_law is not None and self.twin_law.shape != (3, 3):
+            raise ScalingError(f"twin_law must be a (3, 3) integer matrix, got shape {self.twin_law.shape}")
         self.fixed_twin_fraction = twin_fraction
         self.bulk_solvent = bulk_solvent
         self.remove_outliers = remove_outliers

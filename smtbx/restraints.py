@@ -1,0 +1,709 @@
+"""SHELXL's restraints through restraintstbx, as rows in the graph's x.
+
+:class:`ShelxRestraints` turns every :class:`smtbx.model.Restraint` the
+reader expanded (and every SUMP, and the floating origin of a polar space
+group) into restraintstbx proxies, built once from the model as read, and
+evaluates them at the graph's current y: design rows in x (D_y J, CSR),
+Δ = target − value and weights 1/σ² for ``lstbx.NormalEquations.add_restraints``.
+
+SHELXL's conventions (SHELXL manual, the restraint instructions; σ's with
+the defaults and DEFS already applied by the reader):
+
+* DFIX d, DANG d: one distance per pair; a negative d restrains the
+  distance to be at least |d| (one-sided, as BUMP).
+* SADI (and SADI_class / SADI_* pooled by the reader): the distances
+  restrained to their mean (restraintstbx bond similarity).
+* SAME: the 1,2 and 1,3 distances among the reference atoms (from the
+  connectivity, hydrogen atoms ignored) are made equal to the corresponding
+  distances of each following group.  As SHELXL lists them after END
+  ("SADI restraints, including those derived from SAME"), distances linked by
+  any chain of SAME correspondences form one SADI set: σ s1 for 1,2 and s2 for
+  1,3 distances.
+* FLAT: the p − 3 chiral volumes of (a1, a2, a3, ak) restrained to zero.
+* CHIV V: the chiral volume of each named atom with its three non-hydrogen
+  neighbours (in connectivity order, nearest first).
+* DELU s1 s2 (Hirshfeld rigid bond) and RIGU s1 s2: the bonds (1,2, σ s1)
+  and 1,3 pairs (σ s2) from the connectivity between anisotropic atoms named
+  on the instruction; symmetry mates included.
+* SIMU s st dmax: every pair of named non-hydrogen atoms closer than dmax
+  (from the coordinates, not the connectivity), never across different
+  non-zero PARTs (the alternative components of one disorder); σ st when
+  either atom is terminal or unbonded (at most one non-hydrogen neighbour).
+  Two anisotropic atoms: their six U_ij made equal; otherwise U_iso (U_eq of
+  an anisotropic atom) made equal.
+* ISOR s st: the U_ij of each named anisotropic atom restrained towards
+  isotropy; σ st for a terminal or unbonded atom.
+* BUMP s: the one-sided anti-bump restraint d ≥ d_min for pairs of
+  non-hydrogen atoms not 1,2 or 1,3 connected and not in different non-zero
+  PARTs, with d_min = r_vdW(i) + r_vdW(j) − 0.5 Å ... see :func:`bump_pairs`.
+* SUMP c σ c1 m1 ...: Σ c_i fv(m_i) = c, a row in x directly.
+* Polar space groups: the origin along each polar direction is held by a
+  restraint on the centre of gravity weighted by Z² (Flack & Schwarzenbach
+  1988), target its starting value; one restraint per direction.
+
+Restraint weights and the goodness of fit (DESIGN.md §6): SHELXL minimises
+Σ w (Fo² − Fc²)² + Σ (1/σ²) Δ² with the restraint weights 1/σ² as given; the
+X-ray weights are meant to be on an absolute scale (a converged weighting
+scheme gives GoF ≈ 1), so no factor is applied between the two sums.  This is
+:data:`WEIGHT_RULE` and what :meth:`ShelxRestraints.evaluate` returns.  cctbx's
+smtbx instead multiplies the restraint weights by Σ w r² / (m − p) of the data
+(its least_squares.py); :func:`restraint_weight_scale` gives that factor for a
+driver that wants it, and the driver states which rule it used.
+
+Counting (the "n restraints" SHELXL prints): one per distance of DFIX, DANG,
+SADI and SAME sets, per volume of FLAT and CHIV, per DELU pair, three per
+RIGU pair, six per SIMU pair of anisotropic atoms (one otherwise), six per
+ISOR atom, one per active BUMP pair, per SUMP and per floating-origin
+direction.
+"""
+
+from dataclasses import dataclass
+
+import gemmi
+import numpy as np
+import scipy.sparse as sp
+
+import restraintstbx as rt
+
+from .connectivity import Connectivity
+from . import model as m
+
+#: How restraint weights relate to the data weights (stated in the log).
+WEIGHT_RULE = ("restraint weights 1/sigma^2 as given, not scaled by the goodness of fit "
+               "(SHELXL: the data weights are on an absolute scale)")
+
+#: sigma (Angstrom) of the floating-origin restraint on the weighted centre of gravity.
+ORIGIN_SIGMA = 1e-3
+
+
+def restraint_weight_scale(chi2_data, n_data, n_parameters):
+    """cctbx smtbx's alternative rule: the factor Σ w r² / (m − p) by which it
+    multiplies restraint weights (1.0 when m ≤ p)."""
+    dof = n_data - n_parameters
+    return float(chi2_data) / dof if dof > 0 else 1.0
+
+
+@dataclass
+class RestraintRows:
+    """Restraints at the current model, for lstbx.
+
+    Attributes
+    ----------
+    design : scipy.sparse.csr_matrix, float64 (n_rows, n_x)
+        d value / d x (the graph's independent parameters).
+    deltas : float64 (n_rows,)
+        target − value.
+    weights : float64 (n_rows,)
+        1/σ².
+    chi2 : float
+        Σ w Δ².
+    n_restraints : int
+        As SHELXL counts them.
+    """
+    design: sp.csr_matrix
+    deltas: np.ndarray
+    weights: np.ndarray
+    chi2: float
+    n_restraints: int
+
+
+@dataclass
+class _Term:
+    kind: str            # SHELXL name (or ORIGIN)
+    proxies: object      # restraintstbx proxies, or None for rows built here
+    count: int           # restraints as SHELXL counts them
+    adp: str = None      # None, "u_cart" or "u_eq"
+
+
+class _DistanceSets:
+    """SADI sets of any size: Δ_l = mean − d_l with the weighted mean (the
+    same rows as restraintstbx's BondSimilarityProxies, which takes at most
+    32 distances per set), built from bond rows and the centring map
+    C = I − 1 wᵀ / Σw of each set: D = C D_bond."""
+
+    adp = None
+    has_sites = True
+
+    def __init__(self, groups, sigmas, symmetry, pairs_arrays):
+        flat = [p for g in groups for p in g]
+        idx, ops, shifts = pairs_arrays(flat)
+        self.bonds = rt.BondProxies(idx, 0.0, 1.0, ops, shifts, symmetry)
+        sizes = np.array([len(g) for g in groups])
+        self.set_of = np.repeat(np.arange(len(groups)), sizes)
+        self.weights = np.repeat(1.0 / np.asarray(sigmas, dtype=np.float64) ** 2, sizes)
+        n = len(flat)
+        w_norm = self.weights / np.bincount(self.set_of, self.weights)[self.set_of]
+        rows = np.repeat(np.arange(n), sizes[self.set_of])
+        starts = np.concatenate([[0], np.cumsum(sizes)])[self.set_of]
+        cols = np.concatenate([np.arange(a, a + k) for a, k in zip(starts, sizes[self.set_of])])
+        self.centring = (sp.identity(n, format="csr")
+                         - sp.csr_matrix((w_norm[cols], (rows, cols)), shape=(n, n)))
+        self.groups = groups
+
+    def __len__(self):
+        return len(self.groups)
+
+    def design_rows(self, sites_cart, frame="cart"):
+        r = self.bonds.design_rows(sites_cart, frame=frame)
+        # bond deltas are 0 - d: the set deltas are mean - d = C (-d)
+        return rt.DesignRows(sites=(self.centring @ r.sites).tocsr(),
+                             deltas=self.centring @ r.deltas, weights=self.weights.copy())
+
+    def statistics(self, sites_cart, labels=None, n_worst=5):
+        deltas = self.design_rows(sites_cart).deltas
+        z = np.abs(deltas) * np.sqrt(self.weights)
+        worst = []
+        for k in np.argsort(-z, kind="stable")[:n_worst]:
+            atoms = self.bonds.proxy_atoms(k)
+            worst.append(rt.proxies.WorstProxy(int(self.set_of[k]),
+                                               tuple(labels[i] if labels else int(i) for i in atoms),
+                                               deltas[k:k + 1].copy(), float(z[k])))
+        return rt.Statistics("SADI", len(self), deltas.size,
+                             float(np.sqrt(np.mean(deltas ** 2))) if deltas.size else 0.0,
+                             float(np.sqrt(np.mean(z ** 2))) if deltas.size else 0.0, worst)
+
+
+class ShelxRestraints:
+    """Every restraint of a model as restraintstbx proxies, evaluated in x.
+
+    Parameters
+    ----------
+    model : smtbx.model.Model
+    graph : smtbx.reparametrisation.Reparametrisation
+    connectivity : smtbx.connectivity.Connectivity, optional
+        Default: built from the model's sites.
+
+    Attributes
+    ----------
+    terms : list
+        (kind, proxies, SHELXL count) per restraintstbx term.
+    n_restraints : int
+    """
+
+    def __init__(self, model, graph, connectivity=None):
+        self.model = model
+        self.graph = graph
+        self.conn = connectivity or Connectivity(model)
+        self.cell = model.cell
+        self.symmetry = rt.Symmetry.from_sgtbx(model.cell, model.space_group)
+        self.labels = list(graph.labels)
+        n = len(model.scatterers)
+        self.n_atoms = n
+        self.aniso = model.anisotropic
+        self.hydrogen = np.array([model.is_hydrogen(i) for i in range(n)], dtype=bool)
+        self.parts = np.array([s.part for s in model.scatterers], dtype=int)
+        self.terms = []
+        self._sump = []
+        self._origin = []
+        sites_cart = model.sites_frac @ self.cell.orthogonalisation.T
+        self._build(sites_cart)
+        self._column_maps()
+        self._origin_rows(sites_cart)
+        self.n_restraints = (sum(t.count for t in self.terms) + len(self._sump)
+                             + len(self._origin))
+
+    # ------------------------------------------------------------- helpers
+    def _image(self, index, rotation, translation):
+        """(op, shift) of the image R x + t of an atom: op −1 for none."""
+        r = np.asarray(rotation)
+        t = np.asarray(translation, dtype=np.float64)
+        if np.array_equal(r, np.eye(3)) and not np.any(np.abs(t) > 1e-9):
+            return -1, (0, 0, 0)
+        sym = self.symmetry
+        for k in range(sym.n_operations):
+            if np.array_equal(sym.rotations[k], r):
+                shift = t - sym.translations[k]
+                if np.allclose(shift, np.round(shift), atol=1e-6):
+                    return k, tuple(int(v) for v in np.round(shift))
+        raise rt.RestraintError(f"atom {self.labels[index]}: the symmetry operation "
+                                f"{r.tolist()} + {t.tolist()} is not in the space group")
+
+    def _ref(self, ref):
+        if ref.symop is None:
+            return ref.index, -1, (0, 0, 0)
+        op, shift = self._image(ref.index, ref.symop.rotation, ref.symop.translation)
+        return ref.index, op, shift
+
+    def _terminal(self, i):
+        return len(self.conn.neighbours(i)) <= 1
+
+    def _bonded_pairs(self, atoms, with_13=True):
+        """1,2 and 1,3 pairs (from the connectivity) whose two atoms are both
+        in ``atoms``: lists of ((i, op, shift), (j, op, shift)), each pair once."""
+        atoms = set(atoms)
+        seen, pairs12, pairs13 = set(), [], []
+        sites = self.model.sites_frac
+
+        def key(a, b):
+            (i, ri, ti), (j, rj, tj) = a, b
+            xi = ri @ sites[i] + ti
+            xj = rj @ sites[j] + tj
+            d = xj - xi
+            dist = float(np.sqrt(d @ self.cell.metric @ d))
+            return (min(i, j), max(i, j), round(dist, 4))
+
+        eye, zero = np.eye(3, dtype=np.int32), np.zeros(3)
+        for i in sorted(atoms):
+            for nb in self.conn.neighbours(i):
+                if nb.index not in atoms:
+                    continue
+                a, b = (i, eye, zero), (nb.index, nb.rotation, nb.translation)
+                k = key(a, b)
+                if k in seen:
+                    continue
+                seen.add(k)
+                pairs12.append((a, b))
+        if with_13:
+            for mid in range(self.n_atoms):
+                if self.hydrogen[mid]:
+                    continue
+                nbs = [nb for nb in self.conn.neighbours(mid) if nb.index in atoms]
+                for p in range(len(nbs)):
+                    for q in range(p + 1, len(nbs)):
+                        a = (nbs[p].index, nbs[p].rotation, nbs[p].translation)
+                        b = (nbs[q].index, nbs[q].rotation, nbs[q].translation)
+                        k = key(a, b)
+                        if k in seen or k[2] < 1e-3:
+                            continue
+                        seen.add(k)
+                        pairs13.append((a, b))
+        return [self._as_proxy_pair(p) for p in pairs12], [self._as_proxy_pair(p) for p in pairs13]
+
+    def _as_proxy_pair(self, pair):
+        out = []
+        for i, r, t in pair:
+            op, shift = self._image(i, r, t)
+            out.append((i, op, shift))
+        return tuple(out)
+
+    def _pairs_arrays(self, pairs):
+        idx = np.array([[a[0], b[0]] for a, b in pairs], dtype=np.int64).reshape(-1, 2)
+        ops = np.array([[a[1], b[1]] for a, b in pairs], dtype=np.int32).reshape(-1, 2)
+        shifts = np.array([[a[2], b[2]] for a, b in pairs], dtype=np.int32).reshape(-1, 2, 3)
+        return idx, ops, shifts
+
+    def _add(self, kind, proxies, count, adp=None):
+        if len(proxies):
+            self.terms.append(_Term(kind, proxies, count, adp))
+
+    # ------------------------------------------------------------- building
+    def _build(self, sites_cart):
+        by_kind = {}
+        for r in self.model.restraints:
+            by_kind.setdefault(r.kind, []).append(r)
+        self._distances(by_kind.get("DFIX", []) + by_kind.get("DANG", []))
+        self._sadi(by_kind.get("SADI", []), by_kind.get("SAME", []))
+        self._flat(by_kind.get("FLAT", []))
+        self._chiv(by_kind.get("CHIV", []))
+        self._rigid_bond(by_kind.get("DELU", []), "DELU")
+        self._rigid_bond(by_kind.get("RIGU", []), "RIGU")
+        self._simu(by_kind.get("SIMU", []), sites_cart)
+        self._isor(by_kind.get("ISOR", []))
+        self._bump(by_kind.get("BUMP", []), sites_cart)
+        for c in self.model.constraints_of_type(m.FreeVariableSum):
+            self._sump.append(c)
+
+    def _distances(self, restraints):
+        pairs, targets, sigmas, kinds, lower = [], [], [], [], []
+        for r in restraints:
+            for a, b in r.groups:
+                pairs.append((self._ref(a), self._ref(b)))
+                targets.append(abs(r.target))
+                sigmas.append(r.sigmas[0])
+                lower.append(r.target < 0)
+                kinds.append(r.kind)
+        if not pairs:
+            return
+        lower = np.array(lower)
+        for kind in ("DFIX", "DANG"):
+            for one_sided in (False, True):
+                sel = [k for k in range(len(pairs)) if kinds[k] == kind and lower[k] == one_sided]
+                if not sel:
+                    continue
+                idx, ops, shifts = self._pairs_arrays([pairs[k] for k in sel])
+                cls = rt.BumpProxies if one_sided else rt.BondProxies
+                proxies = cls(idx, np.array(targets)[sel], np.array(sigmas)[sel], ops, shifts,
+                              self.symmetry)
+                self._add(kind, proxies, len(sel))
+
+    def _sadi(self, sadis, sames):
+        groups, sigmas = [], []
+        for r in sadis:
+            groups.append([(self._ref(a), self._ref(b)) for a, b in r.groups])
+            sigmas.append(r.sigmas[0])
+        groups += self._same_sets(sames, sigmas)
+        if not groups:
+            return
+        self._add("SADI", _DistanceSets(groups, sigmas, self.symmetry, self._pairs_arrays),
+                  sum(len(g) for g in groups))
+
+    def _same_sets(self, sames, sigmas_out):
+        """SAME as SADI sets (appends their sigmas to sigmas_out)."""
+        parent = {}
+
+        def find(k):
+            while parent.setdefault(k, k) != k:
+                parent[k] = parent[parent[k]]
+                k = parent[k]
+            return k
+
+        sigma_of = {}
+        order = []
+        for r in sames:
+            ref, target = r.groups[0], r.groups[1]
+            mapping = {a.index: b.index for a, b in zip(ref, target)}
+            p12, p13 = self._bonded_pairs([a.index for a in ref])
+            for pairs, s in ((p12, r.sigmas[0]), (p13, r.sigmas[1])):
+                for a, b in pairs:
+                    if a[1] >= 0 or b[1] >= 0 or any(a[2]) or any(b[2]):
+                        continue      # a bond to a symmetry mate has no SAME image
+                    k1 = (min(a[0], b[0]), max(a[0], b[0]))
+                    ta, tb = mapping[a[0]], mapping[b[0]]
+                    if ta == tb:
+                        continue
+                    k2 = (min(ta, tb), max(ta, tb))
+                    for k in (k1, k2):
+                        if k not in parent:
+                            order.append(k)
+                        sigma_of.setdefault(k, s)
+                    parent[find(k1)] = find(k2)
+        classes = {}
+        for k in order:
+            classes.setdefault(find(k), []).append(k)
+        out = []
+        for members in classes.values():
+            if len(members) < 2:
+                continue
+            out.append([((i, -1, (0, 0, 0)), (j, -1, (0, 0, 0))) for i, j in members])
+            sigmas_out.append(sigma_of[members[0]])
+        return out
+
+    def _flat(self, restraints):
+        groups, ops, shifts, sigmas, count = [], [], [], [], 0
+        for r in restraints:
+            refs = [self._ref(a) for a in r.groups[0]]
+            if len(refs) < 4:
+                continue
+            groups.append([a[0] for a in refs])
+            ops.append([a[1] for a in refs])
+            shifts.append([a[2] for a in refs])
+            sigmas.append(r.sigmas[0])
+            count += len(refs) - 3
+        if groups:
+            self._add("FLAT", rt.FlatProxies(groups, np.array(sigmas), ops, shifts,
+                                             self.symmetry), count)
+
+    def _chiv(self, restraints):
+        quads, targets, sigmas = [], [], []
+        for r in restraints:
+            for a in r.groups[0]:
+                nbs = self.conn.neighbours(a.index)
+                if len(nbs) != 3:
+                    continue
+                centre = (a.index, -1, (0, 0, 0))
+                quads.append((centre,) + tuple(
+                    (nb.index,) + self._image(nb.index, nb.rotation, nb.translation)
+                    for nb in nbs))
+                targets.append(r.target)
+                sigmas.append(r.sigmas[0])
+        if quads:
+            idx = np.array([[q[0] for q in quad] for quad in quads])
+            ops = np.array([[q[1] for q in quad] for quad in quads])
+            shifts = np.array([[q[2] for q in quad] for quad in quads])
+            self._add("CHIV", rt.ChiralityProxies(idx, np.array(targets), np.array(sigmas),
+                                                  sym_ops=ops, shifts=shifts,
+                                                  symmetry=self.symmetry), len(quads))
+
+    def _rigid_bond(self, restraints, kind):
+        all_pairs, sigmas = [], []
+        seen = set()
+        for r in restraints:
+            atoms = [a.index for a in r.groups[0]
+                     if self.aniso[a.index] and not self.hydrogen[a.index]]
+            p12, p13 = self._bonded_pairs(atoms)
+            for pairs, s in ((p12, r.sigmas[0]), (p13, r.sigmas[1])):
+                for p in pairs:
+                    if p in seen:
+                        continue
+                    seen.add(p)
+                    all_pairs.append(p)
+                    sigmas.append(s)
+        if not all_pairs:
+            return
+        idx, ops, shifts = self._pairs_arrays(all_pairs)
+        cls = rt.RigidBondProxies if kind == "DELU" else rt.RiguProxies
+        per = 1 if kind == "DELU" else 3
+        self._add(kind, cls(idx, np.array(sigmas), ops, shifts, self.symmetry),
+                  per * len(all_pairs), "u_cart")
+
+    def _simu(self, restraints, sites_cart):
+        aniso_pairs, aniso_sig, iso_pairs, iso_sig = [], [], [], []
+        seen = set()
+        for r in restraints:
+            atoms = sorted({a.index for a in r.groups[0] if not self.hydrogen[a.index]})
+            if len(atoms) < 2:
+                continue
+            atoms = np.array(atoms)
+            d = np.linalg.norm(sites_cart[atoms][:, None] - sites_cart[atoms][None, :], axis=2)
+            for p, q in zip(*np.nonzero(np.triu(d < r.dmax, 1))):
+                i, j = int(atoms[p]), int(atoms[q])
+                if self.parts[i] and self.parts[j] and self.parts[i] != self.parts[j]:
+                    continue
+                if (i, j) in seen:
+                    continue
+                seen.add((i, j))
+                s = r.sigmas[1] if (self._terminal(i) or self._terminal(j)) else r.sigmas[0]
+                if self.aniso[i] and self.aniso[j]:
+                    aniso_pairs.append((i, j))
+                    aniso_sig.append(s)
+                else:
+                    iso_pairs.append((i, j))
+                    iso_sig.append(s)
+        if aniso_pairs:
+            self._add("SIMU", rt.AdpSimilarityProxies(np.array(aniso_pairs), np.array(aniso_sig),
+                                                          symmetry=self.symmetry),
+                      6 * len(aniso_pairs), "u_cart")
+        if iso_pairs:
+            self._add("SIMU", rt.BSimilarityProxies(np.array(iso_pairs), np.array(iso_sig),
+                                                        symmetry=self.symmetry),
+                      len(iso_pairs), "u_eq")
+
+    def _isor(self, restraints):
+        atoms, sigmas, seen = [], [], set()
+        for r in restraints:
+            for a in r.groups[0]:
+                i = a.index
+                if i in seen or not self.aniso[i] or self.hydrogen[i]:
+                    continue
+                seen.add(i)
+                atoms.append(i)
+                sigmas.append(r.sigmas[1] if self._terminal(i) else r.sigmas[0])
+        if atoms:
+            self._add("ISOR", rt.IsotropicAdpProxies(np.array(atoms), np.array(sigmas),
+                                                       symmetry=self.symmetry),
+                      6 * len(atoms), "u_cart")
+
+    def _bump(self, restraints, sites_cart):
+        if not restraints:
+            return
+        r = restraints[0]
+        atoms = sorted({a.index for rr in restraints for a in rr.groups[0]
+                        if not self.hydrogen[a.index]})
+        pairs, dmin = bump_pairs(self, atoms, sites_cart)
+        if len(pairs):
+            idx, ops, shifts = pairs
+            self._add("BUMP", rt.BumpProxies(idx, dmin, r.sigmas[0], ops, shifts, self.symmetry),
+                      len(dmin))
+
+    # ------------------------------------------------------------- columns
+    def _column_maps(self):
+        """Sparse maps from restraintstbx's columns (fractional sites, U*,
+        U_iso/U_eq) to the graph's y."""
+        g, n = self.graph, self.n_atoms
+        n_y = len(g.y)
+        rows = np.arange(3 * n)
+        self._p_site = sp.csr_matrix((np.ones(3 * n), (rows, g.site_index.reshape(-1))),
+                                     shape=(3 * n, n_y))
+        gstar = self.cell.reciprocal_metric
+        gstar6 = np.array([gstar[a, b] for a, b in rt.symmetry.U_PAIRS])
+        metric = self.cell.metric
+        ueq6 = np.array([metric[a, b] * (1 if a == b else 2) for a, b in rt.symmetry.U_PAIRS]) / 3
+        r_u, c_u, v_u, r_e, c_e, v_e = [], [], [], [], [], []
+        for i in range(n):
+            if self.aniso[i]:
+                r_u += list(range(6 * i, 6 * i + 6))
+                c_u += list(g.u_index[i])
+                v_u += [1.0] * 6
+                r_e += [i] * 6
+                c_e += list(g.u_index[i])
+                v_e += list(ueq6)
+            else:
+                r_u += list(range(6 * i, 6 * i + 6))
+                c_u += [g.u_index[i, 0]] * 6
+                v_u += list(gstar6)
+                r_e.append(i)
+                c_e.append(g.u_index[i, 0])
+                v_e.append(1.0)
+        self._p_u = sp.csr_matrix((v_u, (r_u, c_u)), shape=(6 * n, n_y))
+        self._p_ueq = sp.csr_matrix((v_e, (r_e, c_e)), shape=(n, n_y))
+
+    def _origin_rows(self, sites_cart):
+        """One row per polar direction in y: the Z²-weighted centre of gravity
+        projected on the (Cartesian) direction; target its starting value."""
+        directions = self.model.space_group.polar_directions
+        if not len(directions):
+            return
+        a = self.cell.orthogonalisation
+        z = np.array([max(gemmi.Element(self.model.scattering_types[s.type_index].element)
+                          .atomic_number, 1) for s in self.model.scatterers], dtype=np.float64)
+        w = z ** 2 / np.sum(z ** 2)
+        n_y = len(self.graph.y)
+        for v in directions:
+            e = a @ v
+            e = e / np.linalg.norm(e)
+            per_atom = w[:, None] * (a.T @ e)[None, :]          # d c / d x_frac
+            row = np.zeros(n_y)
+            np.add.at(row, self.graph.site_index.reshape(-1), per_atom.reshape(-1))
+            target = float(np.sum(w * (sites_cart @ e)))
+            self._origin.append((sp.csr_matrix(row), target))
+
+    # ------------------------------------------------------------- evaluation
+    def _arrays(self, y):
+        g = self.graph
+        a = self.cell.orthogonalisation
+        sites_frac = y[g.site_index]
+        sites_cart = sites_frac @ a.T
+        u_cart = np.zeros((self.n_atoms, 6))
+        u_eq = np.zeros(self.n_atoms)
+        aniso = self.aniso
+        if aniso.any():
+            u_cart[aniso] = y[g.u_index[aniso]] @ rt.u_transform(a).T
+            u_eq[aniso] = u_cart[aniso, :3].mean(axis=1)
+        iso = ~aniso
+        u_iso = y[g.u_index[iso, 0]]
+        u_cart[iso, :3] = u_iso[:, None]
+        u_eq[iso] = u_iso
+        return sites_frac, sites_cart, u_cart, u_eq
+
+    def _u(self, term, u_cart, u_eq):
+        return u_cart if term.adp == "u_cart" else u_eq
+
+    def rows_y(self, y=None):
+        """Design rows in y (CSR (n_rows, n_y)), deltas and weights."""
+        y = self.graph.y if y is None else np.asarray(y, dtype=np.float64)
+        sites_frac, sites_cart, u_cart, u_eq = self._arrays(y)
+        blocks, deltas, weights = [], [], []
+        for t in self.terms:
+            if t.adp is None:
+                r = t.proxies.design_rows(sites_cart, frame="frac")
+            else:
+                r = t.proxies.design_rows(sites_cart, self._u(t, u_cart, u_eq), frame="frac")
+            d = r.sites @ self._p_site if t.proxies.has_sites else None
+            if r.u_cart is not None:
+                du = r.u_cart @ self._p_u
+                d = du if d is None else d + du
+            if r.u_iso is not None:
+                du = r.u_iso @ self._p_ueq
+                d = du if d is None else d + du
+            blocks.append(d.tocsr())
+            deltas.append(r.deltas)
+            weights.append(r.weights)
+        for row, target in self._origin:
+            value = float((row @ y)[0])
+            blocks.append(row)
+            deltas.append(np.array([target - value]))
+            weights.append(np.array([1.0 / ORIGIN_SIGMA ** 2]))
+        n_y = len(y)
+        if not blocks:
+            return sp.csr_matrix((0, n_y)), np.zeros(0), np.zeros(0)
+        return (sp.vstack(blocks, format="csr"), np.concatenate(deltas),
+                np.concatenate(weights))
+
+    def _sump_rows(self):
+        g = self.graph
+        n_x = len(g.x)
+        rows, deltas, weights = [], [], []
+        for c in self._sump:
+            row = np.zeros(n_x)
+            for coef, k in c.terms:
+                col = g.free_variable_column(k)
+                row[col] += coef
+            value = float(row @ g.x)
+            rows.append(row)
+            deltas.append(c.target - value)
+            weights.append(1.0 / c.sigma ** 2)
+        return sp.csr_matrix(np.array(rows).reshape(-1, n_x)), np.array(deltas), np.array(weights)
+
+    def evaluate(self):
+        """The restraints at the graph's current y and J.
+
+        Returns
+        -------
+        RestraintRows
+        """
+        d_y, deltas, weights = self.rows_y()
+        design = (d_y @ self.graph.jacobian).tocsr()
+        if self._sump:
+            d_s, delta_s, w_s = self._sump_rows()
+            design = sp.vstack([design, d_s], format="csr")
+            deltas = np.concatenate([deltas, delta_s])
+            weights = np.concatenate([weights, w_s])
+        return RestraintRows(design, deltas, weights, float(np.sum(weights * deltas ** 2)),
+                             self.n_restraints)
+
+    def statistics(self, n_worst=5):
+        """rmsd per restraint kind and the worst restraints with atom labels.
+
+        Returns
+        -------
+        list of restraintstbx.Statistics, named by SHELXL kind.
+        """
+        _, sites_cart, u_cart, u_eq = self._arrays(self.graph.y)
+        out = []
+        for t in self.terms:
+            if t.adp is None:
+                s = t.proxies.statistics(sites_cart, self.labels, n_worst)
+            else:
+                s = t.proxies.statistics(sites_cart, self._u(t, u_cart, u_eq), self.labels,
+                                         n_worst)
+            s.name = t.kind
+            out.append(s)
+        return out
+
+    def format_statistics(self, n_worst=5):
+        """Lines for the log: the weighting rule, then rmsd and worst per kind."""
+        lines = [f"restraints: {self.n_restraints} (SHELXL's count); {WEIGHT_RULE}"]
+        lines += [s.format() for s in self.statistics(n_worst)]
+        return "\n".join(lines)
+
+
+def bump_pairs(restraints, atoms, sites_cart):
+    """Anti-bump pairs: non-hydrogen atoms (with symmetry mates) closer than
+    d_min = r_vdW(i) + r_vdW(j) − 0.5 Å (gemmi's van der Waals radii), not 1,2 or
+    1,3 connected, not in different non-zero PARTs.
+
+    Returns
+    -------
+    ((idx, ops, shifts), d_min) or ((), empty)
+    """
+    model = restraints.model
+    elements = [model.scattering_types[s.type_index].element for s in model.scatterers]
+    vdw = np.array([gemmi.Element(e).vdw_r for e in elements])
+    atoms = np.asarray(atoms, dtype=np.int64)
+    if atoms.size == 0:
+        return (), np.zeros(0)
+    cutoff = 2 * vdw[atoms].max() - 0.5
+    found = rt.find_pairs(sites_cart[atoms], cutoff, restraints.symmetry)
+    p12, p13 = restraints._bonded_pairs(list(atoms))
+    bonded = {(min(a[0], b[0]), max(a[0], b[0]), round(_dist(restraints, a, b), 3))
+              for a, b in p12 + p13}
+    keep, dmin = [], []
+    parts = restraints.parts
+    for k in range(len(found)):
+        i, j = atoms[found.i_seqs[k, 0]], atoms[found.i_seqs[k, 1]]
+        d0 = vdw[i] + vdw[j] - 0.5
+        if found.distances[k] >= d0:
+            continue
+        if parts[i] and parts[j] and parts[i] != parts[j]:
+            continue
+        if (min(i, j), max(i, j), round(float(found.distances[k]), 3)) in bonded:
+            continue
+        keep.append(k)
+        dmin.append(d0)
+    if not keep:
+        return (), np.zeros(0)
+    keep = np.array(keep)
+    idx = atoms[found.i_seqs[keep]]
+    return (idx, found.sym_ops[keep], found.shifts[keep]), np.array(dmin)
+
+
+def _dist(restraints, a, b):
+    sym = restraints.symmetry
+    x = restraints.model.sites_frac
+
+    def image(i, op, shift):
+        if op < 0:
+            return x[i] + np.asarray(shift)
+        return sym.rotations[op] @ x[i] + sym.translations[op] + np.asarray(shift)
+    d = image(*b) - image(*a)
+    return float(np.sqrt(d @ restraints.cell.metric @ d))

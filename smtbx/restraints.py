@@ -224,6 +224,11 @@ class ShelxRestraints:
         op, shift = self._image(ref.index, ref.symop.rotation, ref.symop.translation)
         return ref.index, op, shift
 
+    def _compatible(self, i, j):
+        """Not the same atom, and not in two different non-zero PARTs."""
+        pi, pj = self.parts[i], self.parts[j]
+        return i != j and not (pi and pj and pi != pj)
+
     def _terminal(self, i):
         return len(self.conn.neighbours(i)) <= 1
 
@@ -245,7 +250,7 @@ class ShelxRestraints:
         eye, zero = np.eye(3, dtype=np.int32), np.zeros(3)
         for i in sorted(atoms):
             for nb in self.conn.neighbours(i):
-                if nb.index not in atoms:
+                if nb.index not in atoms or nb.index == i:
                     continue
                 a, b = (i, eye, zero), (nb.index, nb.rotation, nb.translation)
                 k = key(a, b)
@@ -262,6 +267,8 @@ class ShelxRestraints:
                     for q in range(p + 1, len(nbs)):
                         a = (nbs[p].index, nbs[p].rotation, nbs[p].translation)
                         b = (nbs[q].index, nbs[q].rotation, nbs[q].translation)
+                        if not self._compatible(a[0], b[0]):
+                            continue
                         k = key(a, b)
                         if k in seen or k[2] < 1e-3:
                             continue
@@ -335,7 +342,7 @@ class ShelxRestraints:
         if not groups:
             return
         self._add("SADI", _DistanceSets(groups, sigmas, self.symmetry, self._pairs_arrays),
-                  sum(len(g) for g in groups))
+                  sum(len(g) * (len(g) - 1) // 2 for g in groups))
 
     def _same_sets(self, sames, sigmas_out):
         """SAME as SADI sets (appends their sigmas to sigmas_out)."""
@@ -447,9 +454,7 @@ class ShelxRestraints:
             d = np.linalg.norm(sites_cart[atoms][:, None] - sites_cart[atoms][None, :], axis=2)
             for p, q in zip(*np.nonzero(np.triu(d < r.dmax, 1))):
                 i, j = int(atoms[p]), int(atoms[q])
-                if self.parts[i] and self.parts[j] and self.parts[i] != self.parts[j]:
-                    continue
-                if (i, j) in seen:
+                if not self._compatible(i, j) or (i, j) in seen:
                     continue
                 seen.add((i, j))
                 s = r.sigmas[1] if (self._terminal(i) or self._terminal(j)) else r.sigmas[0]
@@ -599,32 +604,41 @@ class ShelxRestraints:
         return (sp.vstack(blocks, format="csr"), np.concatenate(deltas),
                 np.concatenate(weights))
 
-    def _sump_rows(self):
+    def _sump_rows(self, x):
         g = self.graph
-        n_x = len(g.x)
+        n_x = len(x)
         rows, deltas, weights = [], [], []
         for c in self._sump:
             row = np.zeros(n_x)
             for coef, k in c.terms:
                 col = g.free_variable_column(k)
                 row[col] += coef
-            value = float(row @ g.x)
+            value = float(row @ x)
             rows.append(row)
             deltas.append(c.target - value)
             weights.append(1.0 / c.sigma ** 2)
         return sp.csr_matrix(np.array(rows).reshape(-1, n_x)), np.array(deltas), np.array(weights)
 
-    def evaluate(self):
-        """The restraints at the graph's current y and J.
+    def evaluate(self, x=None):
+        """The restraints at the graph's current x (y and J), or at another x.
+
+        Parameters
+        ----------
+        x : float64 (n_x,), optional
 
         Returns
         -------
         RestraintRows
         """
-        d_y, deltas, weights = self.rows_y()
-        design = (d_y @ self.graph.jacobian).tocsr()
+        if x is None:
+            x, y, jac = self.graph.x, self.graph.y, self.graph.jacobian
+        else:
+            x = np.asarray(x, dtype=np.float64)
+            y, jac = self.graph.evaluate(x)
+        d_y, deltas, weights = self.rows_y(y)
+        design = (d_y @ jac).tocsr()
         if self._sump:
-            d_s, delta_s, w_s = self._sump_rows()
+            d_s, delta_s, w_s = self._sump_rows(x)
             design = sp.vstack([design, d_s], format="csr")
             deltas = np.concatenate([deltas, delta_s])
             weights = np.concatenate([weights, w_s])

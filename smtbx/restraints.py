@@ -198,7 +198,7 @@ class ShelxRestraints:
         sites_cart = model.sites_frac @ self.cell.orthogonalisation.T
         self._build(sites_cart)
         self._column_maps()
-        self._origin_rows(sites_cart)
+        self._origin_rows()
         self.n_restraints = (sum(t.count for t in self.terms) + len(self._sump)
                              + len(self._origin))
 
@@ -532,7 +532,7 @@ class ShelxRestraints:
         self._p_u = sp.csr_matrix((v_u, (r_u, c_u)), shape=(6 * n, n_y))
         self._p_ueq = sp.csr_matrix((v_e, (r_e, c_e)), shape=(n, n_y))
 
-    def _origin_rows(self, sites_cart):
+    def _origin_rows(self):
         """One row per polar direction in y: the Z²-weighted centre of gravity
         projected on the (Cartesian) direction; target its starting value."""
         directions = self.model.space_group.polar_directions
@@ -549,8 +549,7 @@ class ShelxRestraints:
             per_atom = w[:, None] * (a.T @ e)[None, :]          # d c / d x_frac
             row = np.zeros(n_y)
             np.add.at(row, self.graph.site_index.reshape(-1), per_atom.reshape(-1))
-            target = float(np.sum(w * (sites_cart @ e)))
-            self._origin.append((sp.csr_matrix(row), target))
+            self._origin.append((sp.csr_matrix(row), float(row @ self.graph.y)))
 
     # ------------------------------------------------------------- evaluation
     def _arrays(self, y):

@@ -34,8 +34,8 @@ the defaults and DEFS already applied by the reader):
 * ISOR s st: the U_ij of each named anisotropic atom restrained towards
   isotropy; σ st for a terminal or unbonded atom.
 * BUMP s: the one-sided anti-bump restraint d ≥ d_min for pairs of
-  non-hydrogen atoms not 1,2 or 1,3 connected and not in different non-zero
-  PARTs, with d_min = r_vdW(i) + r_vdW(j) − 0.5 Å ... see :func:`bump_pairs`.
+  non-hydrogen atoms not 1,2 or 1,3 connected (see :func:`bump_pairs` for
+  the pair and distance rule).
 * SUMP c σ c1 m1 ...: Σ c_i fv(m_i) = c, a row in x directly.
 * Polar space groups: the origin along each polar direction is held by a
   restraint on the centre of gravity weighted by Z² (Flack & Schwarzenbach
@@ -44,17 +44,26 @@ the defaults and DEFS already applied by the reader):
 Restraint weights and the goodness of fit (DESIGN.md §6): SHELXL minimises
 Σ w (Fo² − Fc²)² + Σ (1/σ²) Δ² with the restraint weights 1/σ² as given; the
 X-ray weights are meant to be on an absolute scale (a converged weighting
-scheme gives GoF ≈ 1), so no factor is applied between the two sums.  This is
-:data:`WEIGHT_RULE` and what :meth:`ShelxRestraints.evaluate` returns.  cctbx's
-smtbx instead multiplies the restraint weights by Σ w r² / (m − p) of the data
-(its least_squares.py); :func:`restraint_weight_scale` gives that factor for a
-driver that wants it, and the driver states which rule it used.
+scheme gives GoF ≈ 1), so no factor is applied between the two sums.  SHELXL's
+restrained GoF, [Σ w r² + Σ Δ²/σ²] / (m + n_r − p), uses these unscaled weights
+(DESIGN.md §5).  This is :data:`WEIGHT_RULE` and what
+:meth:`ShelxRestraints.evaluate` returns by default (``weight_scale=1``).  cctbx's
+smtbx instead multiplies the restraint weights by Σ w r² / (m − p) of the data,
+computed once at the first cycle (its least_squares.py, citing the SHELX
+manual); :func:`restraint_weight_scale` gives that factor and
+``evaluate(weight_scale=...)`` applies it, for a driver that wants that rule
+(it then states it in the log instead of :data:`WEIGHT_RULE`).
 
-Counting (the "n restraints" SHELXL prints): one per distance of DFIX, DANG,
-SADI and SAME sets, per volume of FLAT and CHIV, per DELU pair, three per
-RIGU pair, six per SIMU pair of anisotropic atoms (one otherwise), six per
-ISOR atom, one per active BUMP pair, per SUMP and per floating-origin
-direction.
+Counting (the "n restraints" SHELXL prints): one per DFIX and DANG
+distance, n(n − 1)/2 per SADI or SAME set of n distances (found on the
+shared data: cc_invtwin's SADI sets, which SHELXL lists after END, give its
+1644 this way and 1051 with n per set; the rows here are nevertheless the n
+deviations from the mean, restraintstbx's bond similarity), one per volume
+of FLAT and CHIV, per DELU pair, three per RIGU pair, six per SIMU pair of
+anisotropic atoms (one otherwise), six per ISOR atom, one per BUMP pair, per
+SUMP and per floating-origin direction.  A pair named by several
+instructions of one kind (two overlapping RIGU lists) is restrained once, as
+SHELXL's count for sh2185 shows.
 """
 
 from dataclasses import dataclass
@@ -618,12 +627,15 @@ class ShelxRestraints:
             weights.append(1.0 / c.sigma ** 2)
         return sp.csr_matrix(np.array(rows).reshape(-1, n_x)), np.array(deltas), np.array(weights)
 
-    def evaluate(self, x=None):
+    def evaluate(self, x=None, weight_scale=1.0):
         """The restraints at the graph's current x (y and J), or at another x.
 
         Parameters
         ----------
         x : float64 (n_x,), optional
+        weight_scale : float
+            Multiplies every weight (and so chi2); 1 is SHELXL's rule
+            (:data:`WEIGHT_RULE`).
 
         Returns
         -------
@@ -641,6 +653,9 @@ class ShelxRestraints:
             design = sp.vstack([design, d_s], format="csr")
             deltas = np.concatenate([deltas, delta_s])
             weights = np.concatenate([weights, w_s])
+        if not weight_scale > 0:
+            raise rt.RestraintError(f"weight_scale must be positive; got {weight_scale}")
+        weights = weights * weight_scale
         return RestraintRows(design, deltas, weights, float(np.sum(weights * deltas ** 2)),
                              self.n_restraints)
 
@@ -672,8 +687,13 @@ class ShelxRestraints:
 
 def bump_pairs(restraints, atoms, sites_cart):
     """Anti-bump pairs: non-hydrogen atoms (with symmetry mates) closer than
-    d_min = r_vdW(i) + r_vdW(j) − 0.5 Å (gemmi's van der Waals radii), not 1,2 or
-    1,3 connected, not in different non-zero PARTs.
+    d_min = r_vdW(i) + r_vdW(j) − 0.5 Å (gemmi's van der Waals radii), not
+    joined by a path of at most three bonds (which keeps the para atoms of a
+    six-membered ring, 2.8 Å apart, out), not in different non-zero PARTs, not an atom of a
+    negative PART and its own image, and (SHELXL manual, BUMP) with a sum of
+    occupancies of at least 1.1.  The d_min rule is this module's choice: the
+    SHELXL manual available here does not give the one SHELXL uses for
+    small molecules.
 
     Returns
     -------
@@ -682,6 +702,7 @@ def bump_pairs(restraints, atoms, sites_cart):
     model = restraints.model
     elements = [model.scattering_types[s.type_index].element for s in model.scatterers]
     vdw = np.array([gemmi.Element(e).vdw_r for e in elements])
+    occupancy = model.occupancies
     atoms = np.asarray(atoms, dtype=np.int64)
     if atoms.size == 0:
         return (), np.zeros(0)
@@ -690,16 +711,25 @@ def bump_pairs(restraints, atoms, sites_cart):
     p12, p13 = restraints._bonded_pairs(list(atoms))
     bonded = {(min(a[0], b[0]), max(a[0], b[0]), round(_dist(restraints, a, b), 3))
               for a, b in p12 + p13}
+    conn = restraints.conn
+
+    def within_three_bonds(i, j):
+        reach = {i}
+        for _ in range(3):
+            reach |= {nb.index for k in reach for nb in conn.neighbours(k)}
+        return i != j and j in reach
+
     keep, dmin = [], []
     parts = restraints.parts
     for k in range(len(found)):
         i, j = atoms[found.i_seqs[k, 0]], atoms[found.i_seqs[k, 1]]
         d0 = vdw[i] + vdw[j] - 0.5
-        if found.distances[k] >= d0:
+        if found.distances[k] >= d0 or occupancy[i] + occupancy[j] < 1.1:
             continue
-        if parts[i] and parts[j] and parts[i] != parts[j]:
+        if not restraints._compatible(i, j) and not (i == j and parts[i] >= 0):
             continue
-        if (min(i, j), max(i, j), round(float(found.distances[k]), 3)) in bonded:
+        if ((min(i, j), max(i, j), round(float(found.distances[k]), 3)) in bonded
+                or within_three_bonds(i, j)):
             continue
         keep.append(k)
         dmin.append(d0)

@@ -56,19 +56,19 @@ def used_columns(restraints, n, seed=1):
 
 
 # SHELXL's counts (REM line of the .res / _refine_ls_number_restraints).
-EXACT = {"sh2185_p212121": 114, "sucrose_p21": 1, "ed_cinch_p21": 1, "musc_c2c": 0,
-         "caf2_fm3m": 0, "hmamg_p21c": 0, "exti_c2m": 0, "fecl_r3c": 0, "nacl_fm3m": 0,
-         "ru_p21c": 0, "thpp_p21n": 0, "twin5_p4": 126}
-# Within 1.5 %: SADI and SAME sets counted as SHELXL does, n(n - 1)/2 per set of
-# n distances (cc_invtwin lists its SADI sets after END: with n per set the
-# count would be 1051, with n(n - 1)/2 it is 1635).  The few restraints left
-# over are not identified (a RIGU or SIMU pair rule, or SHELXL's connectivity
-# with FREE/BIND, which smtbx.connectivity does not apply).
-NEAR = {"cc_invtwin": 1644, "ni_i43d": 194, "gabipy_c2c": 10335}
-# Not reproduced (see the report): alga_p21c 1842 (ours 2465) and twin5_p21n
-# 7497 (ours 20907) pool SADI_CCF3 over residues and repeat class restraints
-# inside residues; p31c_sad 365 (ours 229: atoms on the 3-fold axis);
-# bjk_p21212 5 (BUMP's distance rule is not SHELXL's).
+EXACT = {"sh2185_p212121": 114, "ni_i43d": 194, "twin5_p4": 126, "sucrose_p21": 1,
+         "ed_cinch_p21": 1, "musc_c2c": 0, "caf2_fm3m": 0, "hmamg_p21c": 0, "exti_c2m": 0,
+         "fecl_r3c": 0, "nacl_fm3m": 0, "ru_p21c": 0, "thpp_p21n": 0}
+# gabipy: 10324 against 10335 (0.1 %), the 11 not identified.
+NEAR = {"gabipy_c2c": 10335}
+# Not reproduced, the difference not found (see the module docstring):
+# cc_invtwin 1644 (ours 1218: its 45 SADI sets are SHELXL's own, see
+# test_sadi_sets_are_shelxl_listing, so the 426 missing are SIMU/RIGU over
+# its disordered range); alga_p21c 1842 (ours 2357) and twin5_p21n 7497 (ours
+# 6651), whose SADI_CCF3 sets are pooled over residues; p31c_sad 365 (ours
+# 229: atoms on the 3-fold axis); bjk_p21212 5 (ours 3: BUMP's distance rule
+# is not SHELXL's).
+UNRESOLVED = {"cc_invtwin", "alga_p21c", "twin5_p21n", "p31c_sad", "bjk_p21212"}
 
 
 @pytest.mark.parametrize("name", sorted(RES))
@@ -82,9 +82,32 @@ def test_every_set_builds_and_counts(small_data, name):
     if name in EXACT:
         assert rows.n_restraints == EXACT[name]
     elif name in NEAR:
-        assert abs(rows.n_restraints - NEAR[name]) <= 0.015 * NEAR[name]
+        assert abs(rows.n_restraints - NEAR[name]) <= 0.002 * NEAR[name]
     else:
-        assert rows.n_restraints > 0
+        assert name in UNRESOLVED and rows.n_restraints > 0
+
+
+def test_sadi_sets_are_shelxl_listing(small_data):
+    # After END SHELXL listed every SADI set it used, "including those derived
+    # from SAME" (names with ^a/^b PART suffixes): the same 45 sets, sigmas
+    # included, from cc_invtwin's SADI, SAME (with FREE/BIND) instructions.
+    import re
+    text = (small_data / "cc_invtwin" / RES["cc_invtwin"]).read_text()
+    tail = re.sub(r"=\s*\n\s+", " ", text[text.index("REM SADI restraints, including"):])
+    listed = set()
+    for line in tail.splitlines()[1:]:
+        words = line.split()
+        if words and words[0] == "SADI":
+            names = [w.split("^")[0].upper() for w in words[2:]]
+            listed.add((float(words[1]), frozenset(frozenset(names[k:k + 2])
+                                                   for k in range(0, len(names), 2))))
+    _, _, restraints = load(small_data, "cc_invtwin")
+    labels = [label.upper() for label in restraints.labels]
+    sadi = [t for t in restraints.terms if t.kind == "SADI"][0].proxies
+    sigmas = 1 / np.sqrt(sadi.weights[np.searchsorted(sadi.set_of, np.arange(len(sadi)))])
+    ours = {(round(float(sig), 4), frozenset(frozenset((labels[a[0]], labels[b[0]])) for a, b in g))
+            for sig, g in zip(sigmas, sadi.groups)}
+    assert len(listed) == 45 and ours == listed
 
 
 @pytest.mark.parametrize("name, n_columns", [

@@ -56,19 +56,18 @@ def used_columns(restraints, n, seed=1):
 
 
 # SHELXL's counts (REM line of the .res / _refine_ls_number_restraints).
-EXACT = {"sh2185_p212121": 114, "ni_i43d": 194, "twin5_p4": 126, "sucrose_p21": 1,
-         "ed_cinch_p21": 1, "musc_c2c": 0, "caf2_fm3m": 0, "hmamg_p21c": 0, "exti_c2m": 0,
-         "fecl_r3c": 0, "nacl_fm3m": 0, "ru_p21c": 0, "thpp_p21n": 0}
-# gabipy: 10324 against 10335 (0.1 %), the 11 not identified.
-NEAR = {"gabipy_c2c": 10335}
-# Not reproduced, the difference not found (see the module docstring):
-# cc_invtwin 1644 (ours 1218: its 45 SADI sets are SHELXL's own, see
-# test_sadi_sets_are_shelxl_listing, so the 426 missing are SIMU/RIGU over
-# its disordered range); alga_p21c 1842 (ours 2357) and twin5_p21n 7497 (ours
-# 6651), whose SADI_CCF3 sets are pooled over residues; p31c_sad 365 (ours
-# 229: atoms on the 3-fold axis); bjk_p21212 5 (ours 3: BUMP's distance rule
-# is not SHELXL's).
-UNRESOLVED = {"cc_invtwin", "alga_p21c", "twin5_p21n", "p31c_sad", "bjk_p21212"}
+EXACT = {"twin5_p21n": 7497, "sh2185_p212121": 114, "ni_i43d": 194, "twin5_p4": 126,
+         "sucrose_p21": 1, "ed_cinch_p21": 1, "musc_c2c": 0, "caf2_fm3m": 0, "hmamg_p21c": 0,
+         "exti_c2m": 0, "fecl_r3c": 0, "nacl_fm3m": 0, "ru_p21c": 0, "thpp_p21n": 0}
+# Within 2 %, the rest not identified: gabipy 10324 (10335), cc_invtwin 1674
+# (1644; its 45 SADI sets are SHELXL's own, see test_sadi_sets_are_shelxl_listing,
+# so the 30 extra are SIMU pairs across its PARTs, 5 of them), p31c_sad 361
+# (365; atoms on the 3-fold axis).
+NEAR = {"gabipy_c2c": 10335, "cc_invtwin": 1644, "p31c_sad": 365}
+# Not reproduced: alga_p21c 1842 (ours 2357, its SADI_CCF3 sets pooled over
+# residues as the reader does; the README says 1924); bjk_p21212 5 (ours 3:
+# BUMP's distance rule is not SHELXL's).
+UNRESOLVED = {"alga_p21c", "bjk_p21212"}
 
 
 @pytest.mark.parametrize("name", sorted(RES))
@@ -82,7 +81,7 @@ def test_every_set_builds_and_counts(small_data, name):
     if name in EXACT:
         assert rows.n_restraints == EXACT[name]
     elif name in NEAR:
-        assert abs(rows.n_restraints - NEAR[name]) <= 0.002 * NEAR[name]
+        assert abs(rows.n_restraints - NEAR[name]) <= 0.02 * NEAR[name]
     else:
         assert name in UNRESOLVED and rows.n_restraints > 0
 
@@ -189,21 +188,28 @@ def test_ideal_geometry_gives_zero(tmp_path):
     assert rows.n_restraints == 3 + 15 + 1 + 1 + 6 + 3
 
 
-def test_simu_never_across_parts_and_terminal_sigma(tmp_path):
+def simu_pairs(restraints):
+    labels = restraints.labels
+    return {(labels[i], labels[j]) for t in restraints.terms if t.kind == "SIMU"
+            for i, j in (t.proxies.proxy_atoms(k) for k in range(len(t.proxies)))}
+
+
+def test_simu_pairs_parts_and_terminal_sigma(tmp_path):
     extra = "SIMU 0.04 0.08 2.0 C1 > O2\n"
     atoms = ("PART 1 21\nO1 3 0.4200 0.2600 0.3000 21.0 0.05\n"
              "PART 2 -21\nO2 3 0.4300 0.2700 0.3100 -21.0 0.05\nPART 0\n")
     model, graph, restraints = build(tmp_path, ring_ins(extra=extra, atoms_extra=atoms))
-    labels = restraints.labels
-    simu = [t for t in restraints.terms if t.kind == "SIMU"]
-    pairs = {(labels[i], labels[j]) for t in simu
-             for i, j in (t.proxies.proxy_atoms(k) for k in range(len(t.proxies)))}
-    assert ("O1", "O2") not in pairs and ("C3", "O1") in pairs and ("C3", "O2") in pairs
-    assert ("C1", "C2") in pairs and ("C1", "C3") not in pairs
-    iso = [t for t in simu if t.adp == "u_eq"][0]
+    pairs = simu_pairs(restraints)
+    # SHELXL restrains overlapping alternative components too
+    assert {("O1", "O2"), ("C3", "O1"), ("C3", "O2"), ("C1", "C2")} <= pairs
+    assert ("C1", "C3") not in pairs                       # 2.4 A > dmax
+    iso = [t for t in restraints.terms if t.kind == "SIMU" and t.adp == "u_eq"][0]
     # O1 and O2 are terminal (one neighbour, C3): sigma st = 0.08
     np.testing.assert_allclose(iso.proxies.weights, 1 / 0.08 ** 2)
     check_fd(restraints, range(len(graph.x)))
+    apart = ShelxRestraints(model, graph, simu_across_parts=False)
+    assert simu_pairs(apart) == pairs - {("O1", "O2")}
+    assert apart.n_restraints == restraints.n_restraints - 1
 
 
 def test_mates_isor_chiv_sump_bump_by_finite_differences(tmp_path):

@@ -245,6 +245,18 @@ class ShelxRestraints:
     terms : list
         (kind, proxies, SHELXL count) per restraintstbx term.
     n_restraints : int
+
+    Notes
+    -----
+    The pairs (DELU, RIGU, SIMU, SAME, BUMP) are found once, from the model
+    as read; every cycle the driver calls, after ``graph.apply_shifts``::
+
+        rows = restraints.evaluate()
+        equations.add_restraints(rows.design, rows.deltas, rows.weights)
+        # restrained GoF² = (Σ w r² + rows.chi2) / (m + rows.n_restraints - p)
+
+    and at the end logs ``restraints.format_statistics()`` (the weighting
+    rule, then rmsd and the worst restraints per kind, with atom labels).
     """
 
     def __init__(self, model, graph, connectivity=None, simu_across_parts=True):

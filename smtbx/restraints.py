@@ -249,7 +249,11 @@ class ShelxRestraints:
     Notes
     -----
     The pairs (DELU, RIGU, SIMU, SAME, BUMP) are found once, from the model
-    as read; every cycle the driver calls, after ``graph.apply_shifts``::
+    as read.  The object is smtbx.refine's ``restraints`` hook
+    (``restraints(graph) -> (design, deltas, weights)``, with
+    ``n_restraints=restraints.n_restraints``; build it for every model, since
+    it also holds the floating origin of polar groups).  Spelt out, every
+    cycle after ``graph.apply_shifts``::
 
         rows = restraints.evaluate()
         equations.add_restraints(rows.design, rows.deltas, rows.weights)
@@ -730,6 +734,19 @@ class ShelxRestraints:
         weights = weights * weight_scale
         return RestraintRows(design, deltas, weights, float(np.sum(weights * deltas ** 2)),
                              self.n_restraints)
+
+    def __call__(self, graph=None):
+        """(design, deltas, weights) at the graph's current parameters: the
+        ``restraints`` hook of smtbx.refine.  ``graph`` must be the graph (or
+        one with the same layout) the restraints were built for."""
+        if graph is not None and graph is not self.graph:
+            if len(graph.y) != len(self.graph.y) or len(graph.x) != len(self.graph.x):
+                raise rt.RestraintError(
+                    f"restraints were built for a graph with {len(self.graph.x)} x and "
+                    f"{len(self.graph.y)} y parameters; got {len(graph.x)} and {len(graph.y)}")
+            self.graph = graph
+        rows = self.evaluate()
+        return rows.design, rows.deltas, rows.weights
 
     def statistics(self, n_worst=5):
         """rmsd per restraint kind and the worst restraints with atom labels.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import smtbx
+from restraintstbx import RestraintError
 from smtbx.reparametrisation import Reparametrisation
 from smtbx.restraints import WEIGHT_RULE, ShelxRestraints, restraint_weight_scale
 
@@ -122,6 +123,15 @@ def test_sadi_sets_are_shelxl_listing(small_data):
 def test_design_rows_by_finite_differences(small_data, name, n_columns):
     _, _, restraints = load(small_data, name)
     check_fd(restraints, used_columns(restraints, n_columns))
+
+
+def test_refine_hook(small_data):
+    _, graph, restraints = load(small_data, "sucrose_p21")
+    design, deltas, weights = restraints(graph)
+    assert design.shape == (1, len(graph.x)) and deltas.shape == weights.shape == (1,)
+    other = Reparametrisation(load(small_data, "ni_i43d")[0])
+    with pytest.raises(RestraintError, match="built for a graph"):
+        restraints(other)
 
 
 def test_floating_origin_rows(small_data):

@@ -31,6 +31,8 @@ the defaults and DEFS already applied by the reader):
 * DELU s1 s2 (Hirshfeld rigid bond) and RIGU s1 s2: the bonds (1,2, σ s1)
   and 1,3 pairs (σ s2) from the connectivity between anisotropic atoms named
   on the instruction; symmetry mates included.
+* A zero σ switches the restraints it applies to off (SIMU, ISOR, DELU,
+  RIGU), as the SHELXL manual says for SIMU.
 * SIMU s st dmax: every pair of named non-hydrogen atoms closer than dmax
   (from the coordinates, not the connectivity); σ st when either atom is
   terminal or unbonded (at most one non-hydrogen neighbour).  Pairs across
@@ -137,8 +139,8 @@ class RestraintRows:
 
 @dataclass
 class _Term:
-    kind: str            # SHELXL name (or ORIGIN)
-    proxies: object      # restraintstbx proxies, or None for rows built here
+    kind: str            # SHELXL name
+    proxies: object      # restraintstbx proxies (or _DistanceSets for SADI)
     count: int           # restraints as SHELXL counts them
     adp: str = None      # None, "u_cart" or "u_eq"
 
@@ -331,7 +333,7 @@ class ShelxRestraints:
     def _terminal(self, i):
         return len(self.conn.neighbours(i)) <= 1
 
-    def _bonded_pairs(self, atoms, with_13=True):
+    def _bonded_pairs(self, atoms):
         """1,2 and 1,3 pairs (from the connectivity) whose two atoms are both
         in ``atoms``: lists of ((i, op, shift), (j, op, shift)), each pair once."""
         atoms = set(atoms)
@@ -357,22 +359,21 @@ class ShelxRestraints:
                     continue
                 seen.add(k)
                 pairs12.append((a, b))
-        if with_13:
-            for mid in range(self.n_atoms):
-                if self.hydrogen[mid]:
-                    continue
-                nbs = [nb for nb in self.conn.neighbours(mid) if nb.index in atoms]
-                for p in range(len(nbs)):
-                    for q in range(p + 1, len(nbs)):
-                        a = (nbs[p].index, nbs[p].rotation, nbs[p].translation)
-                        b = (nbs[q].index, nbs[q].rotation, nbs[q].translation)
-                        if not self._compatible(a[0], b[0]):
-                            continue
-                        k = key(a, b)
-                        if k in seen or k[2] < 1e-3:
-                            continue
-                        seen.add(k)
-                        pairs13.append((a, b))
+        for mid in range(self.n_atoms):
+            if self.hydrogen[mid]:
+                continue
+            nbs = [nb for nb in self.conn.neighbours(mid) if nb.index in atoms]
+            for p in range(len(nbs)):
+                for q in range(p + 1, len(nbs)):
+                    a = (nbs[p].index, nbs[p].rotation, nbs[p].translation)
+                    b = (nbs[q].index, nbs[q].rotation, nbs[q].translation)
+                    if not self._compatible(a[0], b[0]):
+                        continue
+                    k = key(a, b)
+                    if k in seen or k[2] < 1e-3:
+                        continue
+                    seen.add(k)
+                    pairs13.append((a, b))
         return [self._as_proxy_pair(p) for p in pairs12], [self._as_proxy_pair(p) for p in pairs13]
 
     def _as_proxy_pair(self, pair):
@@ -530,7 +531,7 @@ class ShelxRestraints:
             p12, p13 = self._bonded_pairs(atoms)
             for pairs, s in ((p12, r.sigmas[0]), (p13, r.sigmas[1])):
                 for p in pairs:
-                    if p in seen:
+                    if p in seen or s <= 0:       # a zero sigma switches them off
                         continue
                     seen.add(p)
                     all_pairs.append(p)
@@ -558,6 +559,8 @@ class ShelxRestraints:
                     continue
                 seen.add((i, j))
                 s = r.sigmas[1] if (self._terminal(i) or self._terminal(j)) else r.sigmas[0]
+                if s <= 0:                        # a zero sigma switches them off
+                    continue
                 if self.aniso[i] and self.aniso[j]:
                     aniso_pairs.append((i, j))
                     aniso_sig.append(s)
@@ -578,11 +581,12 @@ class ShelxRestraints:
         for r in restraints:
             for a in r.groups[0]:
                 i = a.index
-                if i in seen or not self.aniso[i] or self.hydrogen[i]:
+                s = r.sigmas[1] if self._terminal(i) else r.sigmas[0]
+                if i in seen or not self.aniso[i] or self.hydrogen[i] or s <= 0:
                     continue
                 seen.add(i)
                 atoms.append(i)
-                sigmas.append(r.sigmas[1] if self._terminal(i) else r.sigmas[0])
+                sigmas.append(s)
         if atoms:
             self._add("ISOR", rt.IsotropicAdpProxies(np.array(atoms), np.array(sigmas),
                                                        symmetry=self.symmetry),

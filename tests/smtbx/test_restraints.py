@@ -221,6 +221,10 @@ def test_simu_pairs_parts_and_terminal_sigma(tmp_path):
     # O1 and O2 are terminal (one neighbour, C3): sigma st = 0.08
     np.testing.assert_allclose(iso.proxies.weights, 1 / 0.08 ** 2)
     check_fd(restraints, range(len(graph.x)))
+    # st = 0 switches the terminal pairs off
+    _, _, off = build(tmp_path, ring_ins(extra="SIMU 0.04 0 2.0 C1 > O2\n",
+                                                         atoms_extra=atoms))
+    assert simu_pairs(off) == {p for p in pairs if "O1" not in p and "O2" not in p}
     apart = ShelxRestraints(model, graph, simu_across_parts=False)
     assert simu_pairs(apart) == pairs - {("O1", "O2")}
     assert apart.n_restraints == restraints.n_restraints - 1

@@ -222,8 +222,7 @@ def test_simu_pairs_parts_and_terminal_sigma(tmp_path):
     np.testing.assert_allclose(iso.proxies.weights, 1 / 0.08 ** 2)
     check_fd(restraints, range(len(graph.x)))
     # st = 0 switches the terminal pairs off
-    _, _, off = build(tmp_path, ring_ins(extra="SIMU 0.04 0 2.0 C1 > O2\n",
-                                                         atoms_extra=atoms))
+    _, _, off = build(tmp_path, ring_ins(extra="SIMU 0.04 0 2.0 C1 > O2\n", atoms_extra=atoms))
     assert simu_pairs(off) == {p for p in pairs if "O1" not in p and "O2" not in p}
     apart = ShelxRestraints(model, graph, simu_across_parts=False)
     assert simu_pairs(apart) == pairs - {("O1", "O2")}

@@ -60,10 +60,10 @@ def used_columns(restraints, n, seed=1):
 EXACT = {"twin5_p21n": 7497, "bjk_p21212": 5, "sh2185_p212121": 114, "ni_i43d": 194, "twin5_p4": 126,
          "sucrose_p21": 1, "ed_cinch_p21": 1, "musc_c2c": 0, "caf2_fm3m": 0, "hmamg_p21c": 0,
          "exti_c2m": 0, "fecl_r3c": 0, "nacl_fm3m": 0, "ru_p21c": 0, "thpp_p21n": 0}
-# Within 2 %, the rest not identified: gabipy 10324 (10335), cc_invtwin 1674
-# (1644; its 45 SADI sets are SHELXL's own, see test_sadi_sets_are_shelxl_listing,
-# so the 30 extra are SIMU pairs across its PARTs, 5 of them), p31c_sad 361
-# (365; atoms on the 3-fold axis).
+# Within 2 %, the difference not identified: gabipy 10324 (SHELXL 10335),
+# cc_invtwin 1674 (1644; its 45 SADI sets are SHELXL's own, see
+# test_sadi_sets_are_shelxl_listing, so the 30 extra are among its 1242 SIMU,
+# RIGU and FLAT restraints), p31c_sad 361 (365; atoms on the 3-fold axis).
 NEAR = {"gabipy_c2c": 10335, "cc_invtwin": 1644, "p31c_sad": 365}
 # bjk_p21212's two BUMP restraints are what smtbx.restraints.BUMP_MARGIN was
 # fitted to (not an independent check).

@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import ScatteringError
 
-__all__ = ["FourierMap", "Peak", "fourier_synthesis", "grid_size", "peak_search", "q_peak_lines"]
+__all__ = ["FourierMap", "Peak", "difference_map", "fourier_synthesis", "grid_size", "peak_search", "q_peak_lines"]
 
 
 def _good_size(n):
@@ -199,6 +199,38 @@ def fourier_synthesis(unit_cell, space_group, hkl, coefficients, d_min=None, sam
         mean = np.where(total > 0, (re + 1j * im) / np.maximum(total, 1), 0.0)
     values = np.fft.fftn(mean.reshape(grid)).real / unit_cell.volume
     return FourierMap(values, unit_cell, space_group)
+
+
+def difference_map(unit_cell, space_group, hkl, fo_sq, f_calc, scale=1.0, **kwargs):
+    """The difference synthesis (Fo − |Fc|) exp(iφc), Fo = √(max(Fo², 0)/K),
+    as SHELXL's FMAP 2 (peaks and holes of the residual density).
+
+    Parameters
+    ----------
+    unit_cell, space_group : sgtbx objects
+    hkl : int (m, 3)
+    fo_sq : float64 (m,)
+        On the scale of the data (Fo² ≈ K |Fc|²).
+    f_calc : complex128 (m,)
+        Absolute scale.
+    scale : float
+        K.
+    **kwargs
+        Passed to :func:`fourier_synthesis` (d_min, sampling, grid).
+
+    Returns
+    -------
+    FourierMap
+    """
+    fo_sq = np.asarray(fo_sq, dtype=np.float64)
+    f_calc = np.asarray(f_calc, dtype=np.complex128)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ScatteringError(f"scale must be positive, got {scale}")
+    if fo_sq.shape != f_calc.shape:
+        raise ScatteringError(f"fo_sq and f_calc: shapes {fo_sq.shape} and {f_calc.shape} differ")
+    fo = np.sqrt(np.maximum(fo_sq, 0.0) / scale)
+    return fourier_synthesis(unit_cell, space_group, hkl, (fo - np.abs(f_calc)) * np.exp(1j * np.angle(f_calc)),
+                             **kwargs)
 
 
 def _local_maxima(values):

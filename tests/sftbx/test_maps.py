@@ -7,7 +7,7 @@ import pytest
 
 import sftbx
 import sgtbx
-from sftbx.maps import fourier_synthesis, grid_size, q_peak_lines
+from sftbx.maps import difference_map, fourier_synthesis, grid_size, q_peak_lines
 
 
 def _structure(symbol, cell, sites, elements):
@@ -64,6 +64,9 @@ def test_difference_map_finds_the_missing_atom():
     partial = sftbx.Scatterers(["S", "O", "C"], np.array(SITES), np.ones(3), np.full(3, 0.02))
     f_calc = sftbx.structure_factors(uc, sg, partial, hkl)
     diff = fourier_synthesis(uc, sg, hkl, (f_obs - np.abs(f_calc)) * np.exp(1j * np.angle(f_calc)))
+    # the same map from Fo^2 on another scale
+    same = difference_map(uc, sg, hkl, 4.0 * f_obs ** 2, f_calc, scale=4.0)
+    np.testing.assert_allclose(same.values, diff.values, atol=1e-12 * np.abs(diff.values).max())
     peaks, holes = diff.peaks(5), diff.holes(5)
     top = peaks[0]
     delta = (np.asarray(sg.rotations) @ np.array(sites[3]) + np.asarray(sg.translations)) - top.site_frac

@@ -109,9 +109,7 @@ def test_cif_of_a_published_structure(small_data, tmp_path, folder, stem, cif):
     # the rest of the CIF
     f_calc = sf.f_calc()
     scale = ne.figures.scale_factor
-    fo = np.sqrt(np.maximum(data.fo_sq, 0) / scale)
-    diff = sftbx.fourier_synthesis(model.cell, model.space_group, data.hkl,
-                                   (fo - np.abs(f_calc)) * np.exp(1j * np.angle(f_calc)))
+    diff = sftbx.difference_map(model.cell, model.space_group, data.hkl, data.fo_sq, f_calc, scale)
     peaks, holes = diff.peaks(1), diff.holes(1)
     stol = 0.5 * np.sqrt(model.cell.s_squared(data.hkl))
     w = shelxl_weights(data.fo_sq, data.sig_fo_sq, fc_sq, scale, model.instructions.weighting, stol)

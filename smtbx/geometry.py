@@ -146,9 +146,16 @@ class DerivedGeometry:
         Var(x) (lstbx's ``covariance()``); None: no contribution from the
         model (cell s.u.'s only).
     labels : sequence of str, optional
+    space_group : sgtbx.SpaceGroup, optional
+        Ties the cell parameters its symmetry makes equal (a = b in
+        tetragonal, trigonal and hexagonal cells, a = b = c and, on
+        rhombohedral axes, α = β = γ): a tied set is one parameter, with the
+        s.u. of its first member, so its contributions add before squaring.
+        Without it the six parameters are independent.
     """
 
-    def __init__(self, unit_cell, sites_frac, site_jacobian=None, covariance_x=None, labels=None):
+    def __init__(self, unit_cell, sites_frac, site_jacobian=None, covariance_x=None, labels=None,
+                 space_group=None):
         self.cell = unit_cell
         self.sites = np.asarray(sites_frac, dtype=np.float64)
         n = len(self.sites)
@@ -170,6 +177,7 @@ class DerivedGeometry:
         self.orthogonalisation = _orthogonalisation(params).real.astype(np.float64)
         self.d_orthogonalisation = _orthogonalisation_derivatives(params)
         self.cell_esds = None if unit_cell.esds is None else np.asarray(unit_cell.esds, dtype=np.float64)
+        self.cell_groups = _tied_cell_parameters(space_group)
 
     def _positions(self, refs):
         frac, rots = [], []
@@ -212,8 +220,35 @@ class DerivedGeometry:
             g_x = self.jacobian.T @ g_sites
             variance += float(g_x @ self.covariance @ g_x)
         if self.cell_esds is not None:
-            variance += float(np.sum((g_cell * self.cell_esds) ** 2))
+            for group in self.cell_groups:
+                variance += float((g_cell[group].sum() * self.cell_esds[group[0]]) ** 2)
         return Measurement(value, float(np.sqrt(max(variance, 0.0))), refs)
+
+
+def _tied_cell_parameters(space_group):
+    """Groups of cell parameters (0..5 = a, b, c, α, β, γ) that the space
+    group's rotations map onto each other: axis i and axis j are tied when a
+    rotation sends the i-th basis vector to ± the j-th; the angles opposite
+    tied axes are tied the same way."""
+    parent = list(range(3))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    if space_group is not None:
+        for r in np.asarray(space_group.rotations):
+            for i in range(3):
+                column = r[:, i]
+                if np.count_nonzero(column) == 1:
+                    j = int(np.flatnonzero(column)[0])
+                    parent[root(i)] = root(j)
+    axes = {}
+    for i in range(3):
+        axes.setdefault(root(i), []).append(i)
+    groups = [members for members in axes.values()]
+    return groups + [[3 + i for i in members] for members in groups]
 
 
 def symmetry_code(space_group, rotation, translation):

@@ -103,7 +103,7 @@ def test_cif_of_a_published_structure(small_data, tmp_path, folder, stem, cif):
     assert len(off) > 30 and max(off) < 3
     conn = Connectivity(model)
     geo = DerivedGeometry(model.cell, sites.sites_frac, graph.jacobian[graph.site_index.ravel()],
-                          cov, labels=sites.labels)
+                          cov, labels=sites.labels, space_group=model.space_group)
     bonds = bond_table(geo, conn)
 
     # the rest of the CIF
@@ -167,7 +167,7 @@ def _ratios(small_data, folder, stem, cif):
                   if label in published and not sites.riding[i] and sites.type_symbols[i] != "H"
                   for k in range(3) if published[label][k][1]]
     geo = DerivedGeometry(model.cell, sites.sites_frac, graph.jacobian[graph.site_index.ravel()],
-                          cov, labels=sites.labels)
+                          cov, labels=sites.labels, space_group=model.space_group)
     pub_bonds = {(row[0], row[1]): parse_su(row[2]) for row in
                  pub_block.find("_geom_bond_", ["atom_site_label_1", "atom_site_label_2", "distance"])}
     bond = []

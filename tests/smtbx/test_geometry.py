@@ -145,3 +145,30 @@ def test_symmetry_codes():
     assert symmetry_code(sg, r, np.asarray(sg.translations[1]) + [1, 0, -1]) == "2_654"
     with pytest.raises(GeometryError, match="not in the space group"):
         symmetry_code(sg, r, np.array([0.3, 0, 0]))
+
+
+def test_cell_parameters_tied_by_symmetry_move_together():
+    """In a tetragonal cell a and b are one parameter: the s.u. from the cell
+    is |dq/da + dq/db| sigma(a), checked by moving a and b together."""
+    cell = (9.0, 9.0, 7.0, 90.0, 90.0, 90.0)
+    esds = (0.002, 0.002, 0.003, 0.0, 0.0, 0.0)
+    sg = sgtbx.SpaceGroup("P 4")
+    sites = np.array([[0.1, 0.2, 0.3], [0.3, 0.25, 0.4]])
+    tied = DerivedGeometry(sgtbx.UnitCell(*cell, esds=esds), sites, space_group=sg)
+    free = DerivedGeometry(sgtbx.UnitCell(*cell, esds=esds), sites)
+    d = tied.measure((0, 1))
+
+    def dist(a, c):
+        return DerivedGeometry(sgtbx.UnitCell(a, a, c, 90, 90, 90), sites).measure((0, 1)).value
+
+    h = 1e-6
+    d_da = (dist(9.0 + h, 7.0) - dist(9.0 - h, 7.0)) / (2 * h)
+    d_dc = (dist(9.0, 7.0 + h) - dist(9.0, 7.0 - h)) / (2 * h)
+    assert d.su == pytest.approx(np.hypot(d_da * 0.002, d_dc * 0.003), rel=1e-6)
+    assert free.measure((0, 1)).su < d.su
+    hexagonal = DerivedGeometry(sgtbx.UnitCell(8, 8, 12, 90, 90, 120), sites,
+                                space_group=sgtbx.SpaceGroup("P 3 1 c"))
+    assert hexagonal.cell_groups[:2] == [[0, 1], [2]]
+    cubic = DerivedGeometry(sgtbx.UnitCell(8, 8, 8, 90, 90, 90), sites,
+                            space_group=sgtbx.SpaceGroup("I -4 3 d"))
+    assert cubic.cell_groups == [[0, 1, 2], [3, 4, 5]]

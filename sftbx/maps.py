@@ -31,7 +31,8 @@ import numpy as np
 
 from .errors import ScatteringError
 
-__all__ = ["FourierMap", "Peak", "difference_map", "fourier_synthesis", "grid_size", "peak_search", "q_peak_lines"]
+__all__ = ["FourierMap", "Peak", "difference_map", "fourier_synthesis", "grid_size",
+           "move_near_atoms", "peak_search", "q_peak_lines"]
 
 
 def _good_size(n):
@@ -303,9 +304,49 @@ def peak_search(fourier_map, n_max=30, merge_distance=0.5):
     return kept
 
 
+def move_near_atoms(peaks, sites_frac, unit_cell, space_group):
+    """Each peak moved to its symmetry image (operations and lattice
+    translations −1..1) nearest to an atom, as SHELXL places Q peaks.
+
+    Parameters
+    ----------
+    peaks : list of Peak
+    sites_frac : float64 (n, 3)
+        The atoms (asymmetric unit).
+    unit_cell, space_group : sgtbx objects
+
+    Returns
+    -------
+    moved : list of Peak
+    nearest : int64 (len(peaks),)
+        Index of the nearest atom.
+    distance : float64 (len(peaks),)
+        Å.
+    """
+    sites = np.asarray(sites_frac, dtype=np.float64)
+    if sites.ndim != 2 or sites.shape[1] != 3 or len(sites) == 0:
+        raise ScatteringError(f"sites_frac: expected shape (n, 3) with n >= 1, got {sites.shape}")
+    rot = np.asarray(space_group.rotations, dtype=np.float64)
+    tran = np.asarray(space_group.translations, dtype=np.float64)
+    shifts = np.array(list(np.ndindex(3, 3, 3)), dtype=np.float64) - 1
+    metric = unit_cell.metric
+    moved, nearest, distance = [], [], []
+    for peak in peaks:
+        images = (rot @ peak.site_frac + tran) % 1.0                     # (k, 3)
+        images = (images[:, None, :] + shifts[None, :, :]).reshape(-1, 3)
+        delta = images[:, None, :] - sites[None, :, :]                     # (i, n, 3)
+        d2 = np.einsum("ina,ab,inb->in", delta, metric, delta)
+        best = np.unravel_index(np.argmin(d2), d2.shape)
+        moved.append(Peak(images[best[0]], peak.height))
+        nearest.append(best[1])
+        distance.append(np.sqrt(d2[best]))
+    return moved, np.array(nearest, dtype=np.int64), np.array(distance)
+
+
 def q_peak_lines(peaks):
     """SHELXL's Q-peak lines for a .res file (after the atoms, before HKLF):
-    ``Qn 1 x y z 11.00000 0.05 height``, highest first, heights in e Å⁻³.
+    ``Qn 1 x y z 11.00000 0.05 height``, highest first, heights in e Å⁻³
+    (place the peaks with :func:`move_near_atoms` first).
 
     Parameters
     ----------

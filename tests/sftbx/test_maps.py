@@ -7,7 +7,8 @@ import pytest
 
 import sftbx
 import sgtbx
-from sftbx.maps import difference_map, fourier_synthesis, grid_size, q_peak_lines
+from sftbx.maps import (Peak, difference_map, fourier_synthesis, grid_size, move_near_atoms,
+                        q_peak_lines)
 
 
 def _structure(symbol, cell, sites, elements):
@@ -99,3 +100,17 @@ def test_bad_input():
         fourier_synthesis(uc, sg, hkl, np.array([1.0, np.nan]))
     with pytest.raises(sftbx.ScatteringError, match="d_min"):
         grid_size(uc, sg, -1.0)
+
+
+def test_peaks_move_to_the_image_nearest_an_atom():
+    uc = sgtbx.UnitCell(7.0, 8.0, 9.0, 90, 103, 90)
+    sg = sgtbx.SpaceGroup("P 1 21/c 1")
+    atoms = np.array([[0.1, 0.2, 0.3], [0.6, 0.1, 0.9]])
+    near = np.array([0.12, 0.21, 0.33])
+    r, t = np.asarray(sg.rotations[1]), np.asarray(sg.translations[1])
+    far = (r @ near + t + [1, 0, -1]) % 1.0
+    moved, nearest, distance = move_near_atoms([Peak(far, 1.5)], atoms, uc, sg)
+    np.testing.assert_allclose(moved[0].site_frac, near, atol=1e-12)
+    assert nearest[0] == 0 and moved[0].height == 1.5
+    delta = near - atoms[0]
+    assert distance[0] == pytest.approx(np.sqrt(delta @ uc.metric @ delta))

@@ -10,6 +10,7 @@ import pytest
 
 import lstbx
 import sftbx
+import sgtbx
 import smtbx
 from smtbx.absolute import parsons_flack
 from smtbx.cif import (RefinementSummary, atom_sites, check_cif, cif_document, format_su,
@@ -224,3 +225,29 @@ def test_check_reports_missing_and_malformed_items():
     assert "_refine_ls_number_reflns: '12.5' is not an integer" in problems
     assert any(p.startswith("loop _atom_site_label: missing columns") for p in problems)
     assert any("s.u. digit convention" in p for p in problems)
+
+
+@pytest.mark.parametrize("folder, stem", [("ni_i43d", "i43d"), ("caf2_fm3m", "caf2")])
+def test_special_position_sus_follow_the_site_constraints(small_data, folder, stem):
+    """Atoms on special positions: Var(site) = Z Var(u) Zᵀ through the graph,
+    so a coordinate fixed by symmetry has s.u. 0 and coordinates tied
+    together (x = y = z on a threefold axis) have equal s.u.'s."""
+    model = smtbx.shelx.read_shelx(str(small_data / folder / f"{stem}.res"))
+    graph = Reparametrisation(model)
+    graph.update_model()
+    data = reduce_observations(model)
+    ne, _, _ = _covariance(model, graph, data)
+    sites = atom_sites(model, graph, ne.covariance())
+    special = np.flatnonzero(sites.site_symmetry_order > 1)
+    assert len(special) >= 2
+    for i in special:
+        z = sgtbx.SiteSymmetry(model.cell, model.space_group, sites.sites_frac[i]).site_matrix
+        su = sites.sites_su[i]
+        for a in range(3):
+            if not np.any(z[a]):
+                assert su[a] == 0
+            for b in range(3):
+                if np.allclose(np.abs(z[a]), np.abs(z[b])) and np.any(z[a]):
+                    assert su[a] == pytest.approx(su[b], rel=1e-9)
+        if np.any(z):
+            assert su.max() > 0

@@ -121,7 +121,8 @@ def hklf5_components(data, n_basf):
     Raises
     ------
     TwinError
-        A component number outside 1..n_basf + 1.
+        A component number outside 1..n_basf + 1, or BASF values for
+        components no reflection uses.
     """
     if data.hklf != 5 or data.twin_hkl is None:
         raise TwinError("HKLF 5 components: the reflections were not read as HKLF 5")
@@ -133,6 +134,9 @@ def hklf5_components(data, n_basf):
         raise TwinError(f"HKLF 5: reflection {data.twin_hkl[i].tolist()} belongs to twin "
                         f"component {component[i]}, but BASF gives {n_basf} fraction(s), so "
                         f"components 1..{top} only ({int(bad.sum())} such lines)")
+    if len(component) and component.max() < top:
+        raise TwinError(f"HKLF 5: BASF gives {n_basf} fraction(s), for components 2..{top}, but "
+                        f"the reflections use components 1..{int(component.max())} only")
     order = np.argsort(data.twin_group, kind="stable")
     return (np.ascontiguousarray(data.twin_hkl[order], dtype=np.int32),
             np.asarray(data.twin_group, dtype=np.int32)[order], component[order])

@@ -250,6 +250,8 @@ def test_component_numbers_and_basf_count_are_checked():
                           twin_group=np.array([0, 0, 1], dtype=np.int32))
     with pytest.raises(TwinError, match="component 3.*components 1..2"):
         hklf5_components(data, 1)
+    with pytest.raises(TwinError, match="BASF gives 3 fraction.*components 1..3 only"):
+        hklf5_components(data, 3)
     with pytest.raises(TwinError, match="3 twin components need 2 BASF"):
         twin_fractions([0.2], 3)
     with pytest.raises(TwinError, match="N = -3"):

@@ -278,7 +278,7 @@ def cif_document(name, unit_cell, space_group, sites, summary, bonds=(), angles=
     _reflns(block, summary)
     _refine(block, summary)
     _atoms(block, sites)
-    _geometry(block, space_group, sites.labels, bonds, angles, torsions)
+    _geometry(block, space_group, sites.labels, sites.riding, bonds, angles, torsions)
     block.set_pair("_shelx_res_file", _q(res_text) if res_text else "?")
     block.set_pair("_shelx_hkl_file", _q(hkl_text) if hkl_text else "?")
     return doc
@@ -364,7 +364,8 @@ def _atoms(block, a):
         "occupancy", "site_symmetry_order", "calc_flag", "refinement_flags_posn",
         "disorder_assembly", "disorder_group"])
     for i, label in enumerate(a.labels):
-        xyz = [format_su(v, 0 if a.riding[i] else s) for v, s in zip(a.sites_frac[i], a.sites_su[i])]
+        xyz = [format_su(v, 0, 6) if a.riding[i] else format_su(v, s)
+               for v, s in zip(a.sites_frac[i], a.sites_su[i])]
         loop.add_row([
             _q(label), _q(a.type_symbols[i]), *xyz,
             format_su(a.u_iso[i], 0 if a.riding[i] else a.u_iso_su[i], 3),
@@ -388,12 +389,19 @@ def _codes(space_group, refs):
     return [symmetry_code(space_group, r.rotation, r.translation) for r in refs]
 
 
-def _geometry(block, space_group, labels, bonds, angles, torsions):
+def _su_unless_riding(m, riding):
+    """A quantity involving a riding atom is printed without s.u. (its
+    geometry is constrained), as SHELXL prints it."""
+    return 0 if any(riding[r.index] for r in m.atoms) else m.su
+
+
+def _geometry(block, space_group, labels, riding, bonds, angles, torsions):
     loop = block.init_loop("_geom_bond_", ["atom_site_label_1", "atom_site_label_2", "distance",
                                            "site_symmetry_2", "publ_flag"])
     for m in bonds:
         i, j = m.atoms
-        loop.add_row([_q(labels[i.index]), _q(labels[j.index]), format_su(m.value, m.su, 4),
+        loop.add_row([_q(labels[i.index]), _q(labels[j.index]),
+                      format_su(m.value, _su_unless_riding(m, riding), 4),
                       _codes(space_group, [j])[0], "?"])
     loop = block.init_loop("_geom_angle", ["_atom_site_label_1", "_atom_site_label_2",
                                            "_atom_site_label_3", "", "_site_symmetry_1",
@@ -402,13 +410,15 @@ def _geometry(block, space_group, labels, bonds, angles, torsions):
         c1, c2, c3 = _codes(space_group, m.atoms)
         if c2 != ".":
             raise OutputError("an angle's middle atom must be in the asymmetric unit")
-        loop.add_row([_q(labels[r.index]) for r in m.atoms] + [format_su(m.value, m.su, 1), c1, c3, "?"])
+        loop.add_row([_q(labels[r.index]) for r in m.atoms]
+                     + [format_su(m.value, _su_unless_riding(m, riding), 1), c1, c3, "?"])
     loop = block.init_loop("_geom_torsion", ["_atom_site_label_1", "_atom_site_label_2",
                                              "_atom_site_label_3", "_atom_site_label_4", "",
                                              "_site_symmetry_1", "_site_symmetry_2",
                                              "_site_symmetry_3", "_site_symmetry_4", "_publ_flag"])
     for m in torsions:
-        loop.add_row([_q(labels[r.index]) for r in m.atoms] + [format_su(m.value, m.su, 1)]
+        loop.add_row([_q(labels[r.index]) for r in m.atoms]
+                     + [format_su(m.value, _su_unless_riding(m, riding), 1)]
                      + _codes(space_group, m.atoms) + ["?"])
 
 

@@ -28,7 +28,7 @@ import sftbx
 from sgtbx.errors import CrystallographyError
 
 __all__ = ["TwinError", "check_twin_law", "twin_law_components", "hklf5_components",
-           "twin_fractions", "TwinnedIntensities"]
+           "twin_fractions", "twin_fractions_su", "TwinnedIntensities"]
 
 
 class TwinError(CrystallographyError):
@@ -157,6 +157,29 @@ def twin_fractions(basf, n_components, source="BASF"):
     if not np.isfinite(basf).all():
         raise TwinError(f"{source}: BASF values must be finite, got {basf.tolist()}")
     return np.concatenate(([1.0 - basf.sum()], basf))
+
+
+def twin_fractions_su(basf, basf_covariance):
+    """All component fractions with their s.u.'s, the first (1 − Σ BASF)
+    included: Var(α_1) = Σ_kl Cov(BASF_k, BASF_l).
+
+    Parameters
+    ----------
+    basf : float (n − 1,)
+    basf_covariance : float (n − 1, n − 1)
+        E.g. ``J[basf rows] Var(x) J[basf rows]ᵀ`` from the graph.
+
+    Returns
+    -------
+    fractions, sus : float64 (n,)
+    """
+    basf = np.asarray(basf, dtype=np.float64).ravel()
+    cov = np.atleast_2d(np.asarray(basf_covariance, dtype=np.float64))
+    if cov.shape != (len(basf), len(basf)):
+        raise TwinError(f"BASF covariance: expected shape {(len(basf), len(basf))}, got {cov.shape}")
+    fractions = twin_fractions(basf, len(basf) + 1)
+    variances = np.concatenate(([cov.sum()], np.diag(cov)))
+    return fractions, np.sqrt(np.maximum(variances, 0.0))
 
 
 class TwinnedIntensities:

@@ -14,7 +14,7 @@ from smtbx.data import ReflectionData, reduce_observations
 from smtbx.figures import agreement, shelxl_weights
 from smtbx.structure import calculated_intensities, structure_factors
 from smtbx.twinning import (TwinError, TwinnedIntensities, check_twin_law, hklf5_components,
-                            twin_fractions, twin_law_components)
+                            twin_fractions, twin_fractions_su, twin_law_components)
 
 SLOT = {name: k for k, name in enumerate(sftbx.SLOTS)}
 
@@ -320,3 +320,16 @@ def test_twin5_p4_start_with_the_least_squares_scale(small_data):
     figures = agreement(data.fo_sq, data.sig_fo_sq, fc_sq, scale, w)
     assert abs(figures.r1_gt - 0.1289) < 0.0005
     assert abs(figures.wr2 - 0.3447) < 0.001
+
+
+def test_fraction_sus_include_the_constrained_first_component():
+    cov = np.array([[4e-4, -1e-4], [-1e-4, 9e-4]])
+    fractions, sus = twin_fractions_su([0.2, 0.3], cov)
+    np.testing.assert_allclose(fractions, [0.5, 0.2, 0.3])
+    np.testing.assert_allclose(sus, [np.sqrt(4e-4 + 9e-4 - 2e-4), 0.02, 0.03])
+    # Monte Carlo: the spread of 1 - b1 - b2
+    rng = np.random.default_rng(1)
+    draws = rng.multivariate_normal([0.2, 0.3], cov, 200000)
+    assert np.std(1 - draws.sum(axis=1)) == pytest.approx(sus[0], rel=0.01)
+    with pytest.raises(TwinError, match="expected shape"):
+        twin_fractions_su([0.2], cov)

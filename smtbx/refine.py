@@ -142,6 +142,9 @@ class Refinement:
     fc_sq : float64 (m,)
         Final Fc² on the absolute scale (|Fc| when refining on F).
     weights : float64 (m,)
+    blocked_atom : str or None
+        When the refinement settled with damped shifts because the undamped
+        ones would make this atom unusable (its U not positive definite).
     """
 
     cycles: list = field(default_factory=list)
@@ -154,6 +157,7 @@ class Refinement:
     equations: object = None
     fc_sq: np.ndarray = None
     weights: np.ndarray = None
+    blocked_atom: str | None = None
 
 
 def _damp_instruction(model):
@@ -472,6 +476,7 @@ class LeastSquares:
             accepted = (self.graph.x.copy(), equations, equations.figures.objective, weights)
             result.equations = equations
             rejected = 0
+            blocked = None      # why a larger step was not usable
             while True:
                 shifts, ratio, scale, undamped = self._solve(equations, damping)
                 try:
@@ -484,6 +489,8 @@ class LeastSquares:
                     break
                 # the step made things worse: take it back, damp more
                 rejected += 1
+                if failure is not None:
+                    blocked = failure
                 damping = max(10 * damping, 1e-3)
                 if damping > 1e8:
                     self._move_to(accepted[0])
@@ -513,6 +520,16 @@ class LeastSquares:
             if scale == 1.0 and undamped < self.convergence:
                 result.converged = True
                 result.reason = f"max |shift/s.u.| {undamped:.3g} < {self.convergence}"
+                break
+            if blocked is not None and cycle.max_shift_su < self.convergence:
+                # settled against the edge of the usable models: the full
+                # step would make an atom unusable (U not positive definite)
+                result.converged = True
+                result.reason = (f"max |shift/s.u.| {cycle.max_shift_su:.3g} < "
+                                 f"{self.convergence} with damping {damping:.2g}; the undamped "
+                                 f"shifts (max |shift/s.u.| {undamped:.3g}) would give: "
+                                 f"{blocked}")
+                result.blocked_atom = blocked.atom
                 break
             damping = max(self.base_damping, damping / 10)
         else:

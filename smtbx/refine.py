@@ -23,7 +23,11 @@ One cycle (:meth:`LeastSquares.cycle`):
 
 Convergence: max |shift/s.u.| < ``convergence`` (0.05) for the undamped
 shifts of an accepted cycle, s.u.'s from the inverse normal matrix (x block
-with K refined) times the restrained GoF², as SHELXL scales them.
+with K refined) times the restrained GoF², as SHELXL scales them.  A model
+whose undamped step would make an atom unusable (U not positive definite)
+has settled when the damped shifts that remain are below ``convergence``
+and no longer lower the objective by 10⁻⁶ of itself
+(:attr:`Refinement.blocked_atom` names the atom).
 
 Figures after each cycle describe the model the cycle started from (as
 SHELXL prints them); :attr:`Refinement.figures` is computed again at the
@@ -55,6 +59,10 @@ from .reparametrisation import Reparametrisation
 from .structure import _explicit_form_factors, calculated_intensities, scatterers as scatterer_table
 
 TARGETS = ("fc_sq", "fc")
+
+# Relative decrease of the objective over a cycle below which damped steps
+# held back by an unusable full step count as settled.
+SETTLED = 1e-6
 
 
 class RefinementDiverged(CrystallographyError):
@@ -332,6 +340,10 @@ class LeastSquares:
     def build(self):
         """The normal equations at the graph's current parameters.
 
+        Sets ``timings``: seconds spent in sftbx's design rows
+        (``structure_factors``) and in everything else of the pass
+        (``accumulation``: weights, rows J, lstbx, restraints, finalise).
+
         Returns
         -------
         equations : lstbx.NormalEquations (finalised)
@@ -348,13 +360,18 @@ class LeastSquares:
         block = max(1, self.block_rows)
         rows = np.empty((block, pmap.n_params))
         jac_t = jac.T.tocsr()
+        clock = time.perf_counter
+        sf_time = 0.0
+        started = clock()
         try:
             for start in range(0, m, block):
                 stop = min(start + block, m)
                 b = stop - start
+                tick = clock()
                 y, rows_y = self.sf.design_rows(pmap, start, stop, kind=self.target,
                                                 extinction=self._extinction, rows=rows[:b],
                                                 y=y_calc[start:stop])
+                sf_time += clock() - tick
                 k = self.k if self.k is not None else _ls_scale(self.y_obs, y)
                 w = self.weights(y, k, start, stop)
                 weights[start:stop] = w
@@ -367,6 +384,8 @@ class LeastSquares:
         except lstbx.NonFiniteError as err:
             raise RefinementDiverged(f"the model gives non-finite structure factors or "
                                      f"derivatives: {err}") from None
+        self.timings = dict(structure_factors=sf_time,
+                            accumulation=clock() - started - sf_time)
         return equations, y_calc, weights
 
     def evaluate(self):
@@ -427,10 +446,20 @@ class LeastSquares:
             name = graph.y_names[bad]
             raise RefinementDiverged(f"{name} became {graph.y[bad]}", name.split()[0])
 
-    def _solve(self, equations, damping):
-        """Shifts (limited), |shift/s.u.| of the applied shifts, the scale
-        the limit applied, and max |shift/s.u.| undamped."""
+    def _u_columns(self, atom):
+        """x columns of an atom's own U (U_iso or U_ij), int (k,)."""
+        if atom is None:
+            return np.zeros(0, dtype=np.int64)
+        prefix = atom + " U"
+        return np.array([j for j, name in enumerate(self.graph.x_names)
+                         if name.startswith(prefix)], dtype=np.int64)
+
+    def _solve(self, equations, damping, held):
+        """Shifts (limited, zero where ``held``), |shift/s.u.| of the
+        applied shifts, the scale the limit applied, and max |shift/s.u.|
+        undamped (held ones included)."""
         shifts = equations.solve(damping=damping)
+        shifts[held] = 0.0
         ratio = np.abs(equations.shift_over_su(shifts))
         scale = 1.0
         if ratio.size and ratio.max() > self.shift_limit:
@@ -477,8 +506,9 @@ class LeastSquares:
             result.equations = equations
             rejected = 0
             blocked = None      # why a larger step was not usable
+            held = np.zeros(len(self.graph.x), dtype=bool)
             while True:
-                shifts, ratio, scale, undamped = self._solve(equations, damping)
+                shifts, ratio, scale, undamped = self._solve(equations, damping, held)
                 try:
                     self._move_to(accepted[0] + shifts)
                     objective = self._trial_objective(accepted[3])
@@ -491,6 +521,12 @@ class LeastSquares:
                 rejected += 1
                 if failure is not None:
                     blocked = failure
+                    # an atom whose U the step makes unusable keeps its U
+                    # this cycle; the others move
+                    columns = self._u_columns(failure.atom)
+                    if columns.size and not held[columns].all():
+                        held[columns] = True
+                        continue
                 damping = max(10 * damping, 1e-3)
                 if damping > 1e8:
                     self._move_to(accepted[0])
@@ -521,9 +557,12 @@ class LeastSquares:
                 result.converged = True
                 result.reason = f"max |shift/s.u.| {undamped:.3g} < {self.convergence}"
                 break
-            if blocked is not None and cycle.max_shift_su < self.convergence:
+            decrease = (accepted[2] - objective) / accepted[2] if accepted[2] > 0 else 0.0
+            if blocked is not None and cycle.max_shift_su < self.convergence \
+                    and decrease < SETTLED:
                 # settled against the edge of the usable models: the full
                 # step would make an atom unusable (U not positive definite)
+                # and the damped steps no longer lower the objective
                 result.converged = True
                 result.reason = (f"max |shift/s.u.| {cycle.max_shift_su:.3g} < "
                                  f"{self.convergence} with damping {damping:.2g}; the undamped "

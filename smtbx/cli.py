@@ -29,6 +29,7 @@ from .errors import OutputError, ShelxSyntaxError
 from .figures import starting_figures
 from .lst import cycle_header, cycle_line, format_lst
 from .refine import LeastSquares, RefinementDiverged
+from .restraints import WEIGHT_RULE
 from .shelx import format_res, read_shelx
 from .structure import dispersion
 
@@ -223,6 +224,14 @@ def _final_report(model, refinement, out, prefix=None):
         print(f"wrote {prefix}.res and {prefix}.lst", file=out)
 
 
+def _worst_restraints(least_squares, n_worst=3):
+    """Lines with the rmsd and the worst restraints of each kind."""
+    restraints = least_squares.shelx_restraints
+    if restraints is None or not restraints.terms:
+        return []
+    return restraints.format_statistics(n_worst).splitlines()[1:]
+
+
 def _warn(warnings):
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -266,9 +275,8 @@ def main(args):
     least_squares = LeastSquares(model, target=target, n_threads=args.threads)
     if not args.quiet:
         _warn(model.warnings)
-        if model.restraints:
-            _warn([f"{model.source}: the file's restraints are not applied yet "
-                   "(smtbx.restraints)"])
+        if least_squares.shelx_restraints is not None and least_squares.n_restraints:
+            print(f"{least_squares.n_restraints} restraints; {WEIGHT_RULE}")
         print(cycle_header(), flush=True)
 
     def progress(cycle):
@@ -278,14 +286,22 @@ def main(args):
     refinement = least_squares.run(cycles, progress)
     data = least_squares.data
     result = _refinement_result(args, model, data, least_squares, refinement)
+    worst = _worst_restraints(least_squares)
     outputs = [(prefix + ".res", res_text(model, refinement)),
                (prefix + ".lst", format_lst(model, data, refinement, least_squares, _version(),
-                                            [str(w) for w in model.warnings]))]
+                                            [str(w) for w in model.warnings], worst))]
     if args.json:
         outputs.append((args.json, _json_text(result)))
     _write_all(outputs, inputs)
     if not args.quiet:
+        if refinement.blocked_atom:
+            _warn([f"{refinement.blocked_atom}: the undamped shifts would make its U "
+                   "non-positive definite; the refinement settled with damped shifts"])
         _final_report(model, refinement, sys.stdout, prefix)
+        if worst:
+            print("Restraints furthest from their targets:")
+            for line in worst:
+                print(f"  {line}")
     return 0
 
 

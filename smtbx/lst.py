@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from .restraints import WEIGHT_RULE
+
 
 def cycle_header():
     """The column heads of the per-cycle lines (:func:`cycle_line`)."""
@@ -121,6 +123,8 @@ def format_lst(model, data, refinement, least_squares, header, warnings=(),
                f"(DAMP {ls.base_damping * 1e4:.3g}), shift limit {ls.shift_limit:g} s.u.")
     out.append(f"{ls.n_parameters} parameters, "
                f"{'-' if ls.n_restraints is None else ls.n_restraints} restraints")
+    if ls.shelx_restraints is not None and ls.n_restraints:
+        out.append(WEIGHT_RULE)
     for warning in warnings:
         out.append(f"warning: {warning}")
     out += ["", cycle_header()]

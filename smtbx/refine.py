@@ -11,7 +11,8 @@ One cycle (:meth:`LeastSquares.cycle`):
    that no design matrix is ever stored;
 3. SHELXL's weights are computed inside that pass from the Fc² of the
    current model and the K of the previous cycle, and frozen for the cycle;
-4. restraints (``restraints=``) add their rows;
+4. restraints (by default those of the file, with SHELXL's σ's, and the
+   floating origin of polar groups: :mod:`smtbx.restraints`) add their rows;
 5. the shifts solve (B + λ diag B) δ = g: λ is SHELXL's DAMP damping
    (default 0.7/10000: the diagonal multiplied by 1 + damp/10000), raised
    tenfold Levenberg–Marquardt style whenever a step makes Σ w r² (with the
@@ -56,6 +57,7 @@ from .errors import UnsupportedInstruction
 from .figures import agreement, restraint_count, shelxl_weights
 from .model import Weighting
 from .reparametrisation import Reparametrisation
+from .restraints import ShelxRestraints
 from .structure import _explicit_form_factors, calculated_intensities, scatterers as scatterer_table
 
 TARGETS = ("fc_sq", "fc")
@@ -210,14 +212,17 @@ class LeastSquares:
         Threads for the structure factors and design rows.
     block_rows : int
         Reflections per block of design rows.
-    restraints : callable, optional
+    restraints : "file", callable or None
+        ``"file"`` (default): the model's restraints, SUMP and the floating
+        origin of polar space groups through
+        :class:`smtbx.restraints.ShelxRestraints`; a callable
         ``restraints(graph) -> (design, deltas, weights)``: the restraint
         rows in x (CSR, (n_r, n_x)), target − value and 1/σ² at the graph's
-        current parameters (the hook for :mod:`smtbx.restraints`).
+        current parameters; None: no restraints at all.
     n_restraints : int, optional
-        The restraint count as SHELXL gives it (default
-        :func:`smtbx.figures.restraint_count`, plus the rows of
-        ``restraints`` when given).
+        The restraint count as SHELXL gives it (default: the
+        ShelxRestraints' count, or :func:`smtbx.figures.restraint_count`
+        for a callable or None).
     convergence : float
         max |shift/s.u.| below which the refinement has converged.
     damping, shift_limit : float, optional
@@ -231,7 +236,7 @@ class LeastSquares:
     """
 
     def __init__(self, model, data=None, target="fc_sq", n_threads=2, block_rows=256,
-                 restraints=None, n_restraints=None, convergence=0.05, damping=None,
+                 restraints="file", n_restraints=None, convergence=0.05, damping=None,
                  shift_limit=None):
         if target not in TARGETS:
             raise ValueError(f"target {target!r}: expected one of {TARGETS}")
@@ -249,13 +254,21 @@ class LeastSquares:
         self.target = target
         self.n_threads = int(n_threads)
         self.block_rows = int(block_rows)
-        self.restraints = restraints
         self.convergence = float(convergence)
         damp, limse = _damp_instruction(model)
         self.base_damping = damp / 1e4 if damping is None else float(damping)
         self.shift_limit = limse if shift_limit is None else float(shift_limit)
         self.graph = Reparametrisation(model)
         self.n_parameters = len(self.graph.x) + 1 + len(self.graph.unused_free_variables)
+        self.shelx_restraints = None
+        if isinstance(restraints, str):
+            if restraints != "file":
+                raise ValueError(f"restraints {restraints!r}: expected 'file', a callable or None")
+            self.shelx_restraints = ShelxRestraints(model, self.graph)
+            restraints = self.shelx_restraints
+            if n_restraints is None:
+                n_restraints = self.shelx_restraints.n_restraints
+        self.restraints = restraints
         if n_restraints is None:
             n_restraints = restraint_count(model)
         self.n_restraints = n_restraints
@@ -401,7 +414,7 @@ class LeastSquares:
 
     def _restraint_chi2(self):
         if self.restraints is None:
-            return 0.0 if not self.model.restraints else None
+            return 0.0
         _, deltas, rweights = self.restraints(self.graph)
         return float(np.sum(rweights * deltas ** 2))
 

@@ -97,6 +97,22 @@ def test_res_input_goes_to_name_refined_and_out_prefix(tmp_path, capsys):
     assert (tmp_path / "t.res").read_text() == before
 
 
+def test_restraints_from_the_file(tmp_path, capsys):
+    stem = make(tmp_path)
+    text = (tmp_path / "t.ins").read_text().replace("FVAR", "DFIX 1.40 0.01 C1 C2\nFVAR", 1)
+    (tmp_path / "t.ins").write_text(text)
+    code, out, err = run([stem, "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["n_restraints"] == 1 and result["restrained_gof"] != result["gof"]
+    assert "Restraints furthest from their targets" in out and "C1 C2" in out
+    lst = (tmp_path / "t.lst").read_text()
+    assert "restraint weights 1/sigma^2" in lst and "DFIX" in lst
+    model = smtbx.read_ins(tmp_path / "t.res")
+    d = model.cell.distance(model.scatterers[0].site_frac, model.scatterers[1].site_frac)
+    assert abs(d - 1.40) < 0.03
+
+
 def test_refine_on_f(tmp_path, capsys):
     stem = make(tmp_path)
     code, out, err = run([stem, "--target", "F", "--json", tmp_path / "f.json", "--quiet"], capsys)

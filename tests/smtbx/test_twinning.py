@@ -333,3 +333,41 @@ def test_fraction_sus_include_the_constrained_first_component():
     assert np.std(1 - draws.sum(axis=1)) == pytest.approx(sus[0], rel=0.01)
     with pytest.raises(TwinError, match="expected shape"):
         twin_fractions_su([0.2], cov)
+
+
+def test_rows_in_x_through_the_graph_on_real_twins(small_data):
+    """twin5_p4 (HKLF 5, two BASF): the calculator's rows in y, chained by
+    the reparametrisation graph, against central differences in x for BASF
+    and a few atomic parameters (the driver's route)."""
+    from smtbx.reparametrisation import Reparametrisation
+
+    model = smtbx.shelx.read_shelx(str(small_data / "twin5_p4" / "P-4_NotDetwinned_12.res"))
+    data = reduce_observations(model)
+    graph = Reparametrisation(model)
+    graph.update_model()
+    pmap = sftbx.ParameterMap(graph.y_columns(), len(graph.y), graph.extinction_index)
+
+    def fc_sq(model):
+        return TwinnedIntensities.for_model(model, data).intensities(model.instructions.basf)
+
+    calc = TwinnedIntensities.for_model(model, data)
+    y, rows = calc.design_rows(pmap, graph.y[graph.basf_index], graph.basf_index)
+    np.testing.assert_allclose(y, fc_sq(model), rtol=1e-12)
+    rows_x = graph.chain(rows)
+    names = graph.x_names
+    picks = [names.index(n) for n in names if n.startswith("BASF")]
+    picks += [i for i, n in enumerate(names) if n.endswith((" x", " U11", " Uiso"))][:4]
+    assert len(picks) >= 4
+    x0 = graph.x.copy()
+    for col in picks:
+        h = 1e-5 if names[col].startswith("BASF") else 1e-6
+        values = []
+        for sign in (1, -1):
+            step = np.zeros_like(x0)
+            step[col] = sign * h
+            graph.apply_shifts(x0 + step - graph.x)
+            values.append(fc_sq(model))
+        graph.apply_shifts(x0 - graph.x)
+        fd = (values[0] - values[1]) / (2 * h)
+        np.testing.assert_allclose(rows_x[:, col], fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max(),
+                                   err_msg=names[col])

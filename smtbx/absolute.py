@@ -102,6 +102,10 @@ def parsons_flack(space_group, hkl, fo_sq, sig_fo_sq, fc_sq_plus, fc_sq_minus):
     sp, sm = sig_fo_sq[plus], sig_fo_sq[minus]
     total = ip + im
     ok = (ip > 3 * sp) & (im > 3 * sm)
+    if np.count_nonzero(ok) < 2:
+        raise sgtbx.errors.CrystallographyError(
+            f"{np.count_nonzero(ok)} of {len(plus)} Friedel pairs have both intensities above "
+            "3 sigma: Parsons' quotients need at least two")
     ip, im, sp, sm, total = ip[ok], im[ok], sp[ok], sm[ok], total[ok]
     cp, cm = fc_sq_plus[plus][ok], fc_sq_plus[minus][ok]
     if not np.allclose(cm, fc_sq_minus[plus][ok], rtol=1e-6, atol=1e-9 * cp.max()):

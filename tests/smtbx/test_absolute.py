@@ -98,5 +98,9 @@ def test_centric_group_and_too_few_pairs_are_rejected():
     hkl = np.array([[1, 0, 0], [-1, 0, 0]])
     with pytest.raises(sgtbx.errors.CrystallographyError, match="centrosymmetric"):
         parsons_flack(sg, hkl, np.ones(2), np.ones(2), np.ones(2), np.ones(2))
+    pairs = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]])
+    with pytest.raises(sgtbx.errors.CrystallographyError, match="1 of 2 Friedel pairs"):
+        parsons_flack(sgtbx.SpaceGroup("P 1"), pairs, np.array([10.0, 9.0, 1.0, 5.0]),
+                      np.ones(4), np.ones(4), np.ones(4))
     with pytest.raises(sgtbx.errors.CrystallographyError, match="0 Friedel pairs"):
         parsons_flack(sgtbx.SpaceGroup("P 1"), hkl[:1], np.ones(1), np.ones(1), np.ones(1), np.ones(1))

@@ -163,7 +163,8 @@ def fourier_synthesis(unit_cell, space_group, hkl, coefficients, d_min=None, sam
     """
     hkl = np.asarray(hkl)
     if hkl.ndim != 2 or hkl.shape[1] != 3 or not np.issubdtype(hkl.dtype, np.integer):
-        raise ScatteringError(f"hkl: expected integers of shape (m, 3), got {hkl.dtype} {hkl.shape}")
+        raise ScatteringError(f"hkl: expected integers of shape (m, 3), got {hkl.dtype} "
+                              f"{hkl.shape}")
     coef = np.asarray(coefficients, dtype=np.complex128)
     if coef.shape != (len(hkl),) or not np.isfinite(coef).all():
         raise ScatteringError(f"coefficients: expected {len(hkl)} finite complex values")
@@ -230,8 +231,8 @@ def difference_map(unit_cell, space_group, hkl, fo_sq, f_calc, scale=1.0, **kwar
     if fo_sq.shape != f_calc.shape:
         raise ScatteringError(f"fo_sq and f_calc: shapes {fo_sq.shape} and {f_calc.shape} differ")
     fo = np.sqrt(np.maximum(fo_sq, 0.0) / scale)
-    return fourier_synthesis(unit_cell, space_group, hkl, (fo - np.abs(f_calc)) * np.exp(1j * np.angle(f_calc)),
-                             **kwargs)
+    coefficients = (fo - np.abs(f_calc)) * np.exp(1j * np.angle(f_calc))
+    return fourier_synthesis(unit_cell, space_group, hkl, coefficients, **kwargs)
 
 
 def _local_maxima(values):

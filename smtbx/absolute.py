@@ -45,7 +45,8 @@ class FlackEstimate:
         """The text SHELXL puts in _refine_ls_abs_structure_details."""
         if self.method == "parsons":
             return (f"Flack x determined using {self.n_used} quotients "
-                    "[(I+)-(I-)]/[(I+)+(I-)] (Parsons, Flack and Wagner, Acta Cryst. B69 (2013) 249-259).")
+                    "[(I+)-(I-)]/[(I+)+(I-)] (Parsons, Flack and Wagner, Acta Cryst. B69 "
+                    "(2013) 249-259).")
         return "Refined as an inversion twin."
 
 
@@ -109,7 +110,8 @@ def parsons_flack(space_group, hkl, fo_sq, sig_fo_sq, fc_sq_plus, fc_sq_minus):
     ip, im, sp, sm, total = ip[ok], im[ok], sp[ok], sm[ok], total[ok]
     cp, cm = fc_sq_plus[plus][ok], fc_sq_plus[minus][ok]
     if not np.allclose(cm, fc_sq_minus[plus][ok], rtol=1e-6, atol=1e-9 * cp.max()):
-        raise sgtbx.errors.CrystallographyError("fc_sq_minus does not match the Friedel mates in hkl")
+        raise sgtbx.errors.CrystallographyError("fc_sq_minus does not match the Friedel mates "
+                                                "in hkl")
     q_o = (ip - im) / total
     q_c = (cp - cm) / (cp + cm)
     var = 4 * ((im * sp) ** 2 + (ip * sm) ** 2) / total ** 4

@@ -326,7 +326,8 @@ def _refine(block, s):
     block.set_pair("_refine_ls_matrix_type", "full")
     block.set_pair("_refine_ls_weighting_scheme", "calc")
     block.set_pair("_refine_ls_weighting_details", _q(
-        f"w=1/[\\s^2^(Fo^2^)+({s.weighting_a:.4f}P)^2^+{s.weighting_b:.4f}P] where P=(Fo^2^+2Fc^2^)/3"))
+        f"w=1/[\\s^2^(Fo^2^)+({s.weighting_a:.4f}P)^2^+{s.weighting_b:.4f}P] "
+        "where P=(Fo^2^+2Fc^2^)/3"))
     block.set_pair("_refine_ls_hydrogen_treatment", "constr")
     if s.extinction is None:
         block.set_pair("_refine_ls_extinction_method", "none")

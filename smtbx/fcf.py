@@ -95,5 +95,6 @@ def fcf_document(list_code, name, unit_cell, space_group, hkl, fo_sq, sig_fo_sq,
 
 def write_fcf(path, list_code, name, unit_cell, space_group, hkl, fo_sq, sig_fo_sq, f_calc, scale):
     """Write the .fcf (see :func:`fcf_document`) atomically."""
-    doc = fcf_document(list_code, name, unit_cell, space_group, hkl, fo_sq, sig_fo_sq, f_calc, scale)
+    doc = fcf_document(list_code, name, unit_cell, space_group, hkl, fo_sq, sig_fo_sq, f_calc,
+                       scale)
     write_text_atomically(path, doc.as_string())

@@ -12,8 +12,8 @@ their correlations from the constraints) and σ_p the cell s.u.'s (ZERR),
 taken as independent of each other and of x, as SHELXL takes them.
 
 The quantity is computed from Cartesian positions X = A (R y + t); ∂q/∂y =
-Rᵀ Aᵀ ∂q/∂X, and ∂q/∂p = Σ_atoms ∂q/∂X · (∂A/∂p)(R y + t) with ∂A/∂p by the
-complex step (exact to rounding).  Distances, angles and torsions do not
+Rᵀ Aᵀ ∂q/∂X, and ∂q/∂p = Σ_atoms ∂q/∂X · (∂A/∂p)(R y + t) with ∂A/∂p by
+the complex step (exact to rounding).  Distances, angles and torsions do not
 depend on the orientation of the Cartesian frame (torsions only on its
 handedness, which A keeps), so any A with AᵀA = G gives the same values.
 """
@@ -74,7 +74,8 @@ class AtomRef:
 
     def operation(self):
         r = np.eye(3) if self.rotation is None else np.asarray(self.rotation, dtype=np.float64)
-        t = np.zeros(3) if self.translation is None else np.asarray(self.translation, dtype=np.float64)
+        t = np.zeros(3) if self.translation is None else np.asarray(self.translation,
+                                                                    dtype=np.float64)
         return r, t
 
 
@@ -176,14 +177,16 @@ class DerivedGeometry:
         params = np.array(unit_cell.parameters)
         self.orthogonalisation = _orthogonalisation(params).real.astype(np.float64)
         self.d_orthogonalisation = _orthogonalisation_derivatives(params)
-        self.cell_esds = None if unit_cell.esds is None else np.asarray(unit_cell.esds, dtype=np.float64)
+        self.cell_esds = (None if unit_cell.esds is None
+                          else np.asarray(unit_cell.esds, dtype=np.float64))
         self.cell_groups = _tied_cell_parameters(space_group)
 
     def _positions(self, refs):
         frac, rots = [], []
         for ref in refs:
             if not 0 <= ref.index < len(self.sites):
-                raise GeometryError(f"atom index {ref.index}: the model has {len(self.sites)} atoms")
+                raise GeometryError(f"atom index {ref.index}: the model has "
+                                    f"{len(self.sites)} atoms")
             r, t = ref.operation()
             frac.append(r @ self.sites[ref.index] + t)
             rots.append(r)

@@ -176,7 +176,8 @@ def twin_fractions_su(basf, basf_covariance):
     basf = np.asarray(basf, dtype=np.float64).ravel()
     cov = np.atleast_2d(np.asarray(basf_covariance, dtype=np.float64))
     if cov.shape != (len(basf), len(basf)):
-        raise TwinError(f"BASF covariance: expected shape {(len(basf), len(basf))}, got {cov.shape}")
+        raise TwinError(f"BASF covariance: expected shape {(len(basf), len(basf))}, "
+                        f"got {cov.shape}")
     fractions = twin_fractions(basf, len(basf) + 1)
     variances = np.concatenate(([cov.sum()], np.diag(cov)))
     return fractions, np.sqrt(np.maximum(variances, 0.0))
@@ -316,7 +317,8 @@ class TwinnedIntensities:
         if np.any(basf_columns >= n_params) or np.any(basf_columns < -1):
             raise TwinError(f"BASF columns must lie in -1..{n_params - 1}")
         if parameter_map.extinction_column >= 0 and extinction is None:
-            raise TwinError("the parameter map has an extinction column but no extinction was given")
+            raise TwinError("the parameter map has an extinction column but no extinction "
+                            "was given")
         stop, lo, hi = self._block(start, stop)
         atoms_only = sftbx.ParameterMap(parameter_map.columns, n_params)
         i_sq, line_rows = self.sf.design_rows(atoms_only, start=lo, stop=hi, kind="fc_sq")

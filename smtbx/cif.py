@@ -28,7 +28,7 @@ from .fcf import write_text_atomically
 from .geometry import symmetry_code
 
 __all__ = ["AtomSites", "RefinementSummary", "REQUIRED_ITEMS", "atom_sites", "check_cif",
-           "cif_document", "format_su", "parse_su", "write_cif"]
+           "cif_document", "format_su", "parse_su", "write_cif", "y_covariance"]
 
 
 def format_su(value, su, decimals=None):
@@ -116,8 +116,17 @@ class AtomSites:
     disorder_group: np.ndarray
 
 
-def _block_variances(jacobian, covariance, rows):
-    """Covariance (k, k) of the y entries ``rows`` (Var(y) = J Var(x) Jᵀ)."""
+def y_covariance(jacobian, covariance, rows):
+    """Covariance (k, k) of the y entries ``rows``: J[rows] Var(x) J[rows]ᵀ
+    (e.g. EXTI's s.u. for _refine_ls_extinction_coef, or the BASF block for
+    ``smtbx.twinning.twin_fractions_su``).
+
+    Parameters
+    ----------
+    jacobian : scipy.sparse matrix or array (n_y, n_x)
+    covariance : float64 (n_x, n_x)
+    rows : int sequence (k,)
+    """
     j = jacobian[rows]
     j = j.toarray() if hasattr(j, "toarray") else np.asarray(j)
     return j @ covariance @ j.T
@@ -157,11 +166,11 @@ def atom_sites(model, graph, covariance_x):
     g = cell.metric
     ueq_row = np.array([g[i, j] * (1 if i == j else 2) for i, j in pairs]) / 3
     for i in range(n):
-        site_cov = _block_variances(jac, cov, graph.site_index[i])
+        site_cov = y_covariance(jac, cov, graph.site_index[i])
         sites_su[i] = np.sqrt(np.maximum(np.diag(site_cov), 0))
-        occ_su[i] = np.sqrt(max(_block_variances(jac, cov, [graph.occupancy_index[i]])[0, 0], 0))
+        occ_su[i] = np.sqrt(max(y_covariance(jac, cov, [graph.occupancy_index[i]])[0, 0], 0))
         if aniso[i]:
-            u_cov = _block_variances(jac, cov, graph.u_index[i])
+            u_cov = y_covariance(jac, cov, graph.u_index[i])
             u_star = arrays["u_star"][i]
             u_cif[i] = u_star * to_cif
             u_cif_su[i] = np.sqrt(np.maximum(np.diag(u_cov), 0)) * to_cif
@@ -169,7 +178,7 @@ def atom_sites(model, graph, covariance_x):
             u_iso_su[i] = float(np.sqrt(max(ueq_row @ u_cov @ ueq_row, 0)))
         else:
             u_iso[i] = arrays["u_iso"][i]
-            u_iso_su[i] = np.sqrt(max(_block_variances(jac, cov, [graph.u_index[i, 0]])[0, 0], 0))
+            u_iso_su[i] = np.sqrt(max(y_covariance(jac, cov, [graph.u_index[i, 0]])[0, 0], 0))
     riding = np.zeros(n, dtype=bool)
     for group in model.constraints_of_type(RidingGroup):
         riding[list(group.hydrogens)] = True

@@ -9,7 +9,8 @@ import numpy as np
 import sftbx
 import smtbx
 from smtbx.absolute import parsons_flack
-from smtbx.cif import RefinementSummary, atom_sites, check_cif, parse_su, write_cif
+from smtbx.cif import (RefinementSummary, atom_sites, check_cif, parse_su, write_cif,
+                        y_covariance)
 from smtbx.connectivity import Connectivity
 from smtbx.figures import agreement
 from smtbx.geometry import DerivedGeometry, angle_table, bond_table, torsion_table
@@ -26,6 +27,10 @@ def test_sucrose_refined_then_published(small_data, tmp_path):
     n_x = len(graph.x)
     cov = result.equations.covariance()[:n_x, :n_x]
     sites = atom_sites(model, graph, cov)
+    # the site block of one atom equals lstbx's own propagation
+    rows = graph.site_index[0]
+    by_lstbx = result.equations.propagate(graph.jacobian[rows], blocks=[range(3)])[0]
+    np.testing.assert_allclose(y_covariance(graph.jacobian, cov, rows), by_lstbx, rtol=1e-10)
     pub = gemmi.cif.read(str(small_data / "sucrose_p21" / "DK_Zucker2_0m.cif")).sole_block()
     published = {row[0]: [parse_su(v) for v in list(row)[1:]]
                  for row in pub.find("_atom_site_", ["label", "fract_x", "fract_y", "fract_z"])}

@@ -5,11 +5,13 @@ CIF; coordinates and Flack against the published CIF."""
 
 import gemmi
 import numpy as np
+import pytest
 
 import sftbx
 import smtbx
 from smtbx.absolute import parsons_flack
-from smtbx.cif import (RefinementSummary, atom_sites, check_cif, parse_su, write_cif,
+from smtbx.cif import (RefinementSummary, atom_sites, check_cif, cif_document, parse_su,
+                        write_cif,
                         y_covariance)
 from smtbx.connectivity import Connectivity
 from smtbx.figures import agreement
@@ -76,3 +78,35 @@ def test_sucrose_refined_then_published(small_data, tmp_path):
         assert abs(float(block.find_value(tag)) - float(pub.find_value(tag))) < 0.0005
     for tag in ("_refine_diff_density_max", "_refine_diff_density_min"):
         assert abs(float(block.find_value(tag)) - float(pub.find_value(tag))) < 0.05
+
+
+def test_exti_c2m_extinction_refined_with_its_su(small_data):
+    """exti_c2m through smtbx.refine: R1 0.0267 ± 0.002 and EXTI near SHELXL's
+    0.00155, its s.u. from J Var(x) Jᵀ, written as _refine_ls_extinction_coef."""
+    model = smtbx.shelx.read_shelx(str(small_data / "exti_c2m" / "exti.res"))
+    ls = LeastSquares(model)
+    result = ls.run(20)
+    assert result.converged
+    assert abs(result.figures.r1_gt - 0.0267) < 0.002
+    graph = ls.graph
+    cov = result.equations.covariance()
+    e = graph.extinction_index
+    su = float(np.sqrt(y_covariance(graph.jacobian, cov, [e])[0, 0]))
+    assert abs(graph.y[e] - 0.00155) < 2 * su and 0 < su < 0.0005
+    sites = atom_sites(model, graph, cov)
+    summary = RefinementSummary(
+        r1_gt=result.figures.r1_gt, r1_all=result.figures.r1_all, wr2_ref=result.figures.wr2,
+        wr2_gt=result.figures.wr2, gof=result.figures.gof,
+        restrained_gof=result.figures.restrained_gof, n_reflections=result.figures.n_reflections,
+        n_gt=result.figures.n_gt, n_parameters=result.figures.n_parameters,
+        n_restraints=result.figures.n_restraints, weighting_a=model.instructions.weighting.a,
+        weighting_b=model.instructions.weighting.b, shift_su_max=result.cycles[-1].max_shift_su,
+        shift_su_mean=result.cycles[-1].mean_shift_su, diff_density_max=0.0,
+        diff_density_min=0.0, diff_density_rms=0.0, wavelength=model.wavelength, theta_min=1.0,
+        theta_max=30.0, extinction=(float(graph.y[e]), su))
+    doc = cif_document("exti", model.cell, model.space_group, sites, summary)
+    block = doc.sole_block()
+    assert check_cif(block) == []
+    value, written_su = parse_su(block.find_value("_refine_ls_extinction_coef"))
+    assert value == pytest.approx(graph.y[e], abs=written_su)
+    assert written_su == pytest.approx(su, rel=0.3)

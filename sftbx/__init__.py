@@ -19,3 +19,5 @@ __all__ = [
     "form_factor_table", "parse_scattering_type", "ShelxExtinction", "StructureFactors",
     "structure_factors", "y_calc",
 ]
+from .maps import (FourierMap, Peak, difference_map, fourier_synthesis, grid_size, move_near_atoms,
+                   peak_search, q_peak_lines)

@@ -1,12 +1,15 @@
-"""smtbx-refine NAME: SHELXL's figures for NAME.ins (or NAME.res) against NAME.hkl.
+"""smtbx-refine NAME: refine NAME.ins (or NAME.res) against NAME.hkl as SHELXL does.
 
-With ``--cycles 0`` (the only mode until the refinement lands) the model is
-evaluated as read: the data are reduced as SHELXL reduces them and R1, wR2
-and the goodness of fit are printed with the counts of reflections,
-parameters and restraints; ``--json FILE`` writes them too.
+The number of cycles is L.S. of the file unless ``--cycles N`` says
+otherwise.  Each cycle is printed as it ends; at the end come SHELXL's
+figures, the suggested weights and (with ``--out``) PREFIX.res and
+PREFIX.lst, both replaced atomically.  ``--cycles 0`` evaluates the model as
+read and writes nothing but ``--json``.  ``smtbx-refine --demo`` refines a
+model shipped with the package against data simulated from it.
 
 Every error in the input ends the command with one line on stderr,
-``file:line: problem``, and exit code 2; nothing is written then.
+``file:line: problem``, and exit code 2; a refinement that diverges ends it
+with a message naming the atom and exit code 1.  Nothing is written then.
 """
 
 import argparse
@@ -24,7 +27,10 @@ from sgtbx.errors import CrystallographyError
 
 from .errors import OutputError, ShelxSyntaxError
 from .figures import starting_figures
-from .shelx import read_shelx
+from .lst import cycle_header, cycle_line, format_lst
+from .refine import LeastSquares, RefinementDiverged
+from .restraints import WEIGHT_RULE
+from .shelx import format_res, read_shelx
 from .structure import dispersion
 
 PROG = "smtbx-refine"
@@ -41,17 +47,26 @@ def _version():
 
 def add_arguments(parser):
     """The command's options, in argument groups."""
-    parser.add_argument("name", metavar="NAME",
+    parser.add_argument("name", metavar="NAME", nargs="?",
                         help="reads NAME.ins (or NAME.res when there is no .ins) and NAME.hkl")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--demo", action="store_true",
+                        help="refine a model shipped with the package against data simulated "
+                             "from it (fixed seed), from a perturbed start")
     refine = parser.add_argument_group("refinement")
-    refine.add_argument("--cycles", type=int, default=0, metavar="N",
-                        help="least-squares cycles; only 0 (evaluate the model as read) is "
-                             "available yet (default 0)")
+    refine.add_argument("--cycles", type=int, default=None, metavar="N",
+                        help="least-squares cycles (default: L.S. of the file); 0 evaluates "
+                             "the model as read and writes only --json")
+    refine.add_argument("--target", choices=("F2", "F"), default="F2",
+                        help="refine on F^2 with SHELXL's weights (default) or on F with "
+                             "weights 1/sigma(F)^2")
     compute = parser.add_argument_group("computation")
-    compute.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
-                         help="threads for the structure factors (default: all cores)")
+    compute.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+                         help="threads for the structure factors (default 2)")
     output = parser.add_argument_group("output")
+    output.add_argument("--out", metavar="PREFIX",
+                        help="write PREFIX.res and PREFIX.lst (default: NAME for NAME.ins, "
+                             "NAME_refined for NAME.res)")
     output.add_argument("--json", metavar="FILE",
                         help="write the figures and counts to FILE (JSON), replacing it atomically")
     output.add_argument("--quiet", action="store_true",
@@ -110,23 +125,116 @@ def _result(args, model, figures, data):
     return result
 
 
-def _write_json(path, result, inputs):
+def _check_output(path, inputs):
     target = os.path.abspath(path)
-    if os.path.exists(target) and any(os.path.exists(p) and os.path.samefile(p, target) for p in inputs):
+    if os.path.exists(target) and any(os.path.exists(p) and os.path.samefile(p, target)
+                                       for p in inputs):
         raise OutputError(f"{path}: would overwrite an input file")
-    directory = os.path.dirname(target)
+    return target
+
+
+def _stage(path, text, inputs):
+    """Write ``text`` to a temporary file beside ``path``; returns (tmp, target)."""
+    target = _check_output(path, inputs)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".smtbx-", suffix=".json", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=".smtbx-", suffix=os.path.splitext(path)[1],
+                                   dir=os.path.dirname(target))
     except OSError as err:
         raise OutputError(f"{path}: cannot write: {err.strerror}") from None
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(result, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, target)
+            handle.write(text)
     except BaseException:
         os.unlink(tmp)
         raise
+    return tmp, target
+
+
+def _write_all(outputs, inputs):
+    """Write every (path, text) atomically: all are staged first, then
+    renamed; on an error nothing is replaced."""
+    staged = []
+    try:
+        for path, text in outputs:
+            staged.append(_stage(path, text, inputs))
+    except BaseException:
+        for tmp, _ in staged:
+            os.unlink(tmp)
+        raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+
+
+def _json_text(result):
+    return json.dumps(result, indent=2) + "\n"
+
+
+def _default_prefix(source):
+    stem, ext = os.path.splitext(source)
+    return stem + "_refined" if ext.lower() == ".res" else stem
+
+
+def res_text(model, refinement):
+    """The .res text: the refined model (FVAR 1 = osf), SHELXL's REM lines
+    with the figures before END, the suggested WGHT after it."""
+    text = format_res(model)
+    f = refinement.figures
+    rem = [f"REM R1 = {f.r1_gt:7.4f} for {f.n_gt:7d} Fo > 4sig(Fo) and {f.r1_all:7.4f} for all "
+           f"{f.n_reflections:7d} data",
+           f"REM {f.n_parameters:6d} parameters refined using "
+           f"{'-' if f.n_restraints is None else f.n_restraints} restraints"]
+    head, end, _ = text.rpartition("END\n")
+    if not end:
+        raise OutputError(f"{model.source}: the .res text has no END line")
+    text = head + "\n".join(rem) + "\n\nEND\n"
+    a, b = refinement.suggested_weighting
+    if np.isfinite(a):
+        text += f"\nWGHT {a:11.4f} {b:11.4f}\n"
+    return text
+
+
+def _refinement_result(args, model, data, least_squares, refinement):
+    f = refinement.figures
+    return dict(
+        r1_gt=f.r1_gt, r1_all=f.r1_all, wr2=f.wr2, gof=f.gof, restrained_gof=f.restrained_gof,
+        n_reflections=f.n_reflections, n_gt=f.n_gt, n_parameters=least_squares.n_parameters,
+        n_restraints=f.n_restraints, cycles=len(refinement.cycles),
+        converged=refinement.converged, max_shift_su=refinement.max_shift_su,
+        osf=refinement.osf, suggested_wght=list(refinement.suggested_weighting),
+        target=least_squares.target, reason=refinement.reason, model=model.source,
+        r_int=data.r_int, counts=dict(data.counts), hklf=data.hklf,
+        friedel_pairs_merged=not data.anomalous, warnings=[str(w) for w in model.warnings])
+
+
+def _final_report(model, refinement, out, prefix=None):
+    f = refinement.figures
+    state = "converged" if refinement.converged else "not converged"
+    print(f"{len(refinement.cycles)} cycles, {state}: {refinement.reason}", file=out)
+    print(f"R1 = {_format(f.r1_gt)} for {f.n_gt} Fo > 4sig(Fo) and {_format(f.r1_all)} for all "
+          f"{f.n_reflections} data", file=out)
+    print(f"wR2 = {_format(f.wr2)}, GooF = S = {_format(f.gof, 3)}, "
+          f"Restrained GooF = {_format(f.restrained_gof, 3)} for all data", file=out)
+    n_res = "–" if f.n_restraints is None else f.n_restraints
+    print(f"{f.n_parameters} parameters, {n_res} restraints, osf {refinement.osf:.5f}, "
+          f"max |shift/s.u.| {refinement.max_shift_su:.3f}", file=out)
+    a, b = refinement.suggested_weighting
+    if np.isfinite(a):
+        print(f"Suggested weights: WGHT {a:.4f} {b:.4f}", file=out)
+    if prefix is not None:
+        print(f"wrote {prefix}.res and {prefix}.lst", file=out)
+
+
+def _worst_restraints(least_squares, n_worst=3):
+    """Lines with the rmsd and the worst restraints of each kind."""
+    restraints = least_squares.shelx_restraints
+    if restraints is None or not restraints.terms:
+        return []
+    return restraints.format_statistics(n_worst).splitlines()[1:]
+
+
+def _warn(warnings):
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def main(args):
@@ -137,21 +245,63 @@ def main(args):
     int
         The exit code (0).
     """
-    if args.cycles != 0:
-        raise OutputError(f"--cycles {args.cycles}: refinement is not available yet; "
-                          "use --cycles 0 to evaluate the model as read")
     if args.threads < 1:
         raise OutputError(f"--threads {args.threads}: expected at least 1")
+    if args.demo:
+        from .demo import run_demo
+        return run_demo(n_threads=args.threads, quiet=args.quiet)
+    if args.name is None:
+        raise OutputError("NAME is required (or --demo)")
+    if args.cycles is not None and args.cycles < 0:
+        raise OutputError(f"--cycles {args.cycles}: expected 0 or more")
     model = read_shelx(args.name)
-    figures, data, _, _ = starting_figures(model, n_threads=args.threads)
-    result = _result(args, model, figures, data)
-    if args.json:
-        stem = os.path.splitext(model.source)[0]
-        _write_json(args.json, result, [model.source, stem + ".hkl"])
+    stem = os.path.splitext(model.source)[0]
+    inputs = [model.source, stem + ".hkl"]
+    cycles = model.instructions.cycles if args.cycles is None else args.cycles
+    if cycles == 0:
+        figures, data, _, _ = starting_figures(model, n_threads=args.threads)
+        result = _result(args, model, figures, data)
+        result["cycles"] = 0
+        if args.json:
+            _write_all([(args.json, _json_text(result))], inputs)
+        if not args.quiet:
+            _warn(model.warnings)
+            _report(model, figures, data, sys.stdout)
+        return 0
+    prefix = args.out if args.out else _default_prefix(model.source)
+    for path in (prefix + ".res", prefix + ".lst") + ((args.json,) if args.json else ()):
+        _check_output(path, inputs)
+    target = "fc_sq" if args.target == "F2" else "fc"
+    least_squares = LeastSquares(model, target=target, n_threads=args.threads)
     if not args.quiet:
-        for warning in model.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        _report(model, figures, data, sys.stdout)
+        _warn(model.warnings)
+        if least_squares.shelx_restraints is not None and least_squares.n_restraints:
+            print(f"{least_squares.n_restraints} restraints; {WEIGHT_RULE}")
+        print(cycle_header(), flush=True)
+
+    def progress(cycle):
+        if not args.quiet:
+            print(cycle_line(cycle), flush=True)
+
+    refinement = least_squares.run(cycles, progress)
+    data = least_squares.data
+    result = _refinement_result(args, model, data, least_squares, refinement)
+    worst = _worst_restraints(least_squares)
+    outputs = [(prefix + ".res", res_text(model, refinement)),
+               (prefix + ".lst", format_lst(model, data, refinement, least_squares, _version(),
+                                            [str(w) for w in model.warnings], worst))]
+    if args.json:
+        outputs.append((args.json, _json_text(result)))
+    _write_all(outputs, inputs)
+    if not args.quiet:
+        if refinement.blocked_atom:
+            _warn([f"{refinement.blocked_atom}: the undamped shifts would make its U "
+                   "non-positive definite; the refinement settled with damped shifts"])
+        _final_report(model, refinement, sys.stdout, prefix)
+        if worst:
+            print("Restraints furthest from their targets:")
+            for line in worst:
+                print(f"  {line}")
     return 0
 
 
@@ -163,6 +313,9 @@ def main_cli(argv=None):
     args = parser.parse_args(argv)
     try:
         return main(args)
+    except RefinementDiverged as err:
+        print(f"{args.name or 'demo'}: {err}".replace("\n", " "), file=sys.stderr)
+        return 1
     except ShelxSyntaxError as err:
         message = str(err)
     except CrystallographyError as err:

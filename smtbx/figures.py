@@ -22,6 +22,7 @@ import numpy as np
 
 from .data import reduce_observations
 from .model import FreeVariableSum
+from .reparametrisation import Reparametrisation
 from .structure import calculated_intensities
 
 
@@ -162,14 +163,28 @@ def restraint_count(model):
     return floating_origin_directions(model.space_group)
 
 
-def parameter_count(model):
-    """Independent parameters + the scale, as SHELXL counts them, or None.
+def parameter_count(model, graph=None):
+    """Independent parameters + the scale, as SHELXL counts them.
 
-    The hook for the reparametrisation graph (constraints, riding atoms,
-    special positions, free variables): until it is connected the count is
-    not known and None is returned rather than a guess.
+    SHELXL counts the free variables that no parameter uses too (they are
+    in its matrix, with nothing depending on them): the count is
+    ``len(graph.x) + 1 + len(graph.unused_free_variables)`` for the
+    model's reparametrisation graph.
+
+    Parameters
+    ----------
+    model : Model
+    graph : Reparametrisation, optional
+        The model's graph, when already built.
+
+    Raises
+    ------
+    InvalidConstraint
+        When the model's constraints cannot be built.
     """
-    return None
+    if graph is None:
+        graph = Reparametrisation(model)
+    return len(graph.x) + 1 + len(graph.unused_free_variables)
 
 
 def starting_figures(model, data=None, n_threads=1, n_parameters=None, n_restraints=None,

@@ -1,0 +1,260 @@
+"""The result CIF: s.u. formatting, the item check (including what it
+rejects), and a full CIF of published structures whose s.u.'s come from
+Var(x) of the normal equations at the deposited (SHELXL-converged) model,
+compared with the published CIF; read back with gemmi, checked, and cell and
+coordinates round-tripped to printed precision."""
+
+import gemmi
+import numpy as np
+import pytest
+
+import lstbx
+import sftbx
+import sgtbx
+import smtbx
+from smtbx.absolute import parsons_flack
+from smtbx.cif import (RefinementSummary, atom_sites, check_cif, cif_document, format_su,
+                       parse_su, write_cif)
+from smtbx.connectivity import Connectivity
+from smtbx.data import reduce_observations
+from smtbx.errors import OutputError
+from smtbx.figures import agreement, shelxl_weights
+from smtbx.geometry import DerivedGeometry, angle_table, bond_table, torsion_table
+from smtbx.reparametrisation import Reparametrisation
+from smtbx.structure import structure_factors
+
+
+@pytest.mark.parametrize("value, su, text", [
+    (1.23456, 0.00023, "1.2346(2)"),
+    (1.23456, 0.00014, "1.23456(14)"),
+    (12.345, 0.0196, "12.35(2)"),
+    (0.1234, 0.0019, "0.1234(19)"),
+    (1234.5, 23.0, "1230(20)"),
+    (98.7, 15.0, "99(15)"),
+    (-0.04, 0.09, "-0.04(9)"),
+    (0.5, 0.0, "0.5000"),
+    (0.5, None, "0.5000"),
+])
+def test_su_format_follows_the_cif_convention(value, su, text):
+    assert format_su(value, su) == text
+    back = parse_su(text)
+    assert back[0] == pytest.approx(value, abs=0.5 * 10 ** -(len(text.split("(")[0].split(".")[1])
+                                                             if "." in text else 0) + 1e-12) or su >= 10
+    if su:
+        assert back[1] == pytest.approx(su, rel=0.3)
+
+
+def test_parse_su_rejects_non_numbers():
+    with pytest.raises(OutputError, match="not a CIF number"):
+        parse_su("1.2(3")
+    assert parse_su("?") is None
+
+
+def _covariance(model, graph, data):
+    """Var(x) from the normal equations at the model (lstbx, separable scale,
+    SHELXL weights), and the pieces the CIF needs."""
+    sf = structure_factors(model, data.hkl)
+    pmap = sftbx.ParameterMap(graph.y_columns(), len(graph.y), graph.extinction_index)
+    ext = None
+    if graph.extinction_index >= 0:
+        ext = sftbx.ShelxExtinction(model.instructions.exti, model.wavelength)
+    ne = lstbx.NormalEquations(len(graph.x), scale_factor=model.scale ** 2,
+                               parameter_names=graph.x_names)
+    stol = 0.5 * np.sqrt(model.cell.s_squared(data.hkl))
+    fc_sq = np.empty(len(data))
+    for start in range(0, len(data), 2000):
+        stop = min(start + 2000, len(data))
+        y, rows = sf.design_rows(pmap, start, stop, extinction=ext)
+        fc_sq[start:stop] = y
+        w = shelxl_weights(data.fo_sq[start:stop], data.sig_fo_sq[start:stop], y,
+                           model.scale ** 2, model.instructions.weighting, stol[start:stop])
+        ne.add_block(data.fo_sq[start:stop], w, y, graph.chain(rows))
+    ne.finalise()
+    return ne, sf, fc_sq
+
+
+def _published_atoms(path):
+    block = gemmi.cif.read(str(path)).sole_block()
+    table = block.find("_atom_site_", ["label", "fract_x", "fract_y", "fract_z"])
+    return {row[0]: [parse_su(v) for v in list(row)[1:]] for row in table}, block
+
+
+# folder, stem, published CIF
+PUBLISHED = [
+    ("sucrose_p21", "zucker2", "DK_Zucker2_0m.cif"),
+    ("bjk_p21212", "bjk", "1979688.cif"),
+]
+
+
+@pytest.mark.parametrize("folder, stem, cif", PUBLISHED)
+def test_cif_of_a_published_structure(small_data, tmp_path, folder, stem, cif):
+    model = smtbx.shelx.read_shelx(str(small_data / folder / f"{stem}.res"))
+    graph = Reparametrisation(model)
+    graph.update_model()
+    data = reduce_observations(model)
+    ne, sf, fc_sq = _covariance(model, graph, data)
+    cov = ne.covariance()
+    sites = atom_sites(model, graph, cov)
+
+    # coordinates within 3 published s.u.'s of the deposited values
+    published, pub_block = _published_atoms(small_data / folder / cif)
+    off = [abs(sites.sites_frac[i, k] - published[label][k][0]) / published[label][k][1]
+           for i, label in enumerate(sites.labels) if label in published and not sites.riding[i]
+           for k in range(3) if published[label][k][1]]
+    assert len(off) > 30 and max(off) < 3
+    conn = Connectivity(model)
+    geo = DerivedGeometry(model.cell, sites.sites_frac, graph.jacobian[graph.site_index.ravel()],
+                          cov, labels=sites.labels, space_group=model.space_group)
+    bonds = bond_table(geo, conn)
+
+    # the rest of the CIF
+    f_calc = sf.f_calc()
+    scale = ne.figures.scale_factor
+    diff = sftbx.difference_map(model.cell, model.space_group, data.hkl, data.fo_sq, f_calc, scale)
+    peaks, holes = diff.peaks(1), diff.holes(1)
+    stol = 0.5 * np.sqrt(model.cell.s_squared(data.hkl))
+    w = shelxl_weights(data.fo_sq, data.sig_fo_sq, fc_sq, scale, model.instructions.weighting, stol)
+    fig = agreement(data.fo_sq, data.sig_fo_sq, fc_sq, scale, w, len(graph.x) + 1, 0, 0.0)
+    gt = data.fo_sq > 2 * data.sig_fo_sq
+    wr2_gt = agreement(data.fo_sq[gt], data.sig_fo_sq[gt], fc_sq[gt], scale, w[gt]).wr2
+    flack = parsons_flack(model.space_group, data.hkl, data.fo_sq, data.sig_fo_sq,
+                          np.abs(f_calc) ** 2, np.abs(sf.f_calc_friedel()) ** 2)
+    theta = np.degrees(np.arcsin(model.wavelength * stol))
+    summary = RefinementSummary(
+        r1_gt=fig.r1_gt, r1_all=fig.r1_all, wr2_ref=fig.wr2, wr2_gt=wr2_gt, gof=fig.gof,
+        restrained_gof=fig.restrained_gof, n_reflections=len(data), n_gt=fig.n_gt,
+        n_parameters=len(graph.x), n_restraints=0, weighting_a=model.instructions.weighting.a,
+        weighting_b=model.instructions.weighting.b, shift_su_max=0.0, shift_su_mean=0.0,
+        diff_density_max=peaks[0].height, diff_density_min=holes[0].height,
+        diff_density_rms=diff.rms, wavelength=model.wavelength, theta_min=theta.min(),
+        theta_max=theta.max(), flack=flack)
+    res_text = (small_data / folder / f"{stem}.res").read_text()
+    path = tmp_path / f"{stem}.cif"
+    write_cif(path, stem, model.cell, model.space_group, sites, summary, bonds,
+              angle_table(geo, conn), torsion_table(geo, conn), res_text=res_text, hkl_text="")
+    block = gemmi.cif.read(str(path)).sole_block()
+    assert check_cif(block) == []
+    # residual density as SHELXL found it (published values, e Å^-3)
+    for tag in ("_refine_diff_density_max", "_refine_diff_density_min"):
+        assert float(block.find_value(tag)) == pytest.approx(float(pub_block.find_value(tag)), abs=0.1)
+    # round trip of cell and coordinates to printed precision
+    for tag, value in zip(("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha",
+                           "_cell_angle_beta", "_cell_angle_gamma"), model.cell.parameters):
+        text = block.find_value(tag)
+        places = len(text.split("(")[0].split(".")[1]) if "." in text else 0
+        assert parse_su(text)[0] == pytest.approx(value, abs=0.5 * 10 ** -places + 1e-12)
+    table = block.find("_atom_site_", ["label", "fract_x", "fract_y", "fract_z"])
+    assert len(table) == len(sites.labels)
+    for i, row in enumerate(table):
+        assert row[0] == sites.labels[i]
+        for k in range(3):
+            text = row[k + 1]
+            places = len(text.split("(")[0].split(".")[1])
+            assert parse_su(text)[0] == pytest.approx(sites.sites_frac[i, k], abs=0.5 * 10 ** -places + 1e-12)
+    assert gemmi.cif.as_string(block.find_value("_shelx_res_file")).strip() == res_text.strip()
+
+
+def _ratios(small_data, folder, stem, cif):
+    model = smtbx.shelx.read_shelx(str(small_data / folder / f"{stem}.res"))
+    graph = Reparametrisation(model)
+    graph.update_model()
+    data = reduce_observations(model)
+    ne, _, _ = _covariance(model, graph, data)
+    cov = ne.covariance()
+    sites = atom_sites(model, graph, cov)
+    published, pub_block = _published_atoms(small_data / folder / cif)
+    coordinate = [sites.sites_su[i, k] / published[label][k][1]
+                  for i, label in enumerate(sites.labels)
+                  if label in published and not sites.riding[i] and sites.type_symbols[i] != "H"
+                  for k in range(3) if published[label][k][1]]
+    geo = DerivedGeometry(model.cell, sites.sites_frac, graph.jacobian[graph.site_index.ravel()],
+                          cov, labels=sites.labels, space_group=model.space_group)
+    pub_bonds = {(row[0], row[1]): parse_su(row[2]) for row in
+                 pub_block.find("_geom_bond_", ["atom_site_label_1", "atom_site_label_2", "distance"])}
+    bond = []
+    for b in bond_table(geo, Connectivity(model)):
+        i, j = (r.index for r in b.atoms)
+        ref = pub_bonds.get((sites.labels[i], sites.labels[j])) or \
+            pub_bonds.get((sites.labels[j], sites.labels[i]))
+        if ref and ref[1] and "H" not in (sites.type_symbols[i], sites.type_symbols[j]):
+            bond.append(b.su / ref[1])
+    return np.median(coordinate), np.median(bond), ne, graph, model, data
+
+
+def test_covariance_equals_a_dense_inverse_with_the_scale_refined(small_data):
+    """Var(x) as lstbx gives it equals (Dᵀ W D)⁻¹ GoF² with D = [K ∂Fc²/∂x,
+    Fc²] built densely, the scale an ordinary parameter."""
+    *_, ne, graph, model, data = _ratios(small_data, "bjk_p21212", "bjk", "1979688.cif")
+    sf = structure_factors(model, data.hkl)
+    pmap = sftbx.ParameterMap(graph.y_columns(), len(graph.y), graph.extinction_index)
+    y, rows = sf.design_rows(pmap)
+    k = ne.figures.scale_factor
+    stol = 0.5 * np.sqrt(model.cell.s_squared(data.hkl))
+    w = shelxl_weights(data.fo_sq, data.sig_fo_sq, y, model.scale ** 2,
+                       model.instructions.weighting, stol)
+    d = np.hstack([k * graph.chain(rows), y[:, None]])
+    dense = np.linalg.inv(d.T @ (w[:, None] * d))[:-1, :-1] * ne.figures.gof ** 2
+    np.testing.assert_allclose(np.sqrt(np.diag(ne.covariance())), np.sqrt(np.diag(dense)), rtol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured at the deposited models: the median ratio of our coordinate s.u.'s to SHELXL's "
+    "published ones is 0.70 (sucrose) and 0.75 (bjk) (sh2185 0.76), close to "
+    "sqrt((n - n_Friedel_pairs)/n) = 0.72, 0.77, 0.77, although GoF and parameter counts equal "
+    "SHELXL's and Var(x) equals an independent dense inverse; with Friedel pairs merged "
+    "(MERG 3) the ratios become 0.87-0.94 (sucrose) and 0.99-1.09 (bjk): SHELXL's s.u.'s "
+    "behave as if each Friedel pair counted once. Unresolved; see the report."))
+@pytest.mark.parametrize("folder, stem, cif", PUBLISHED)
+def test_su_ratio_to_published_within_15_percent(small_data, folder, stem, cif):
+    coordinate, bond, *_ = _ratios(small_data, folder, stem, cif)
+    assert abs(coordinate - 1) < 0.15
+    assert abs(bond - 1) < 0.15
+
+
+def test_check_reports_missing_and_malformed_items():
+    doc = gemmi.cif.Document()
+    block = doc.add_new_block("x")
+    block.set_pair("_cell_length_a", "10.0")
+    block.set_pair("_cell_length_b", "10.0(12345)")
+    block.set_pair("_refine_ls_number_reflns", "12.5")
+    loop = block.init_loop("_atom_site_", ["label", "fract_x"])
+    loop.add_row(["C1", "0.1"])
+    problems = check_cif(block)
+    assert "_cell_length_a: '10.0' has no s.u." in problems
+    assert "_cell_length_c: missing" in problems
+    assert "_refine_ls_number_reflns: '12.5' is not an integer" in problems
+    assert any(p.startswith("loop _atom_site_label: missing columns") for p in problems)
+    assert any("s.u. digit convention" in p for p in problems)
+
+
+@pytest.mark.parametrize("folder, stem", [("ni_i43d", "i43d"), ("caf2_fm3m", "caf2")])
+def test_special_position_sus_follow_the_site_constraints(small_data, folder, stem):
+    """Atoms on special positions: Var(site) = Z Var(u) Zᵀ through the graph,
+    so a coordinate fixed by symmetry has s.u. 0 and coordinates tied
+    together (x = y = z on a threefold axis) have equal s.u.'s."""
+    model = smtbx.shelx.read_shelx(str(small_data / folder / f"{stem}.res"))
+    graph = Reparametrisation(model)
+    graph.update_model()
+    data = reduce_observations(model)
+    ne, _, _ = _covariance(model, graph, data)
+    sites = atom_sites(model, graph, ne.covariance())
+    special = np.flatnonzero(sites.site_symmetry_order > 1)
+    assert len(special) >= 2
+    for i in special:
+        z = sgtbx.SiteSymmetry(model.cell, model.space_group, sites.sites_frac[i]).site_matrix
+        su = sites.sites_su[i]
+        for a in range(3):
+            if not np.any(z[a]):
+                assert su[a] == 0
+            for b in range(3):
+                if np.allclose(np.abs(z[a]), np.abs(z[b])) and np.any(z[a]):
+                    assert su[a] == pytest.approx(su[b], rel=1e-9)
+        if np.any(z):
+            assert su.max() > 0
+
+
+def test_su_ratio_to_published_in_a_centrosymmetric_structure(small_data):
+    """Without Friedel pairs (C2/c) our coordinate s.u.'s at the deposited
+    muscovite model are SHELXL's within 15 % (measured median 1.03)."""
+    coordinate, *_ = _ratios(small_data, "musc_c2c", "muscovite", "1552546.cif")
+    assert abs(coordinate - 1) < 0.15

@@ -54,7 +54,7 @@ from sgtbx.errors import CrystallographyError
 
 from .data import reduce_observations
 from .errors import UnsupportedInstruction
-from .figures import agreement, restraint_count, shelxl_weights
+from .figures import agreement, shelxl_weights
 from .model import Weighting
 from .reparametrisation import Reparametrisation
 from .restraints import ShelxRestraints
@@ -221,8 +221,7 @@ class LeastSquares:
         current parameters; None: no restraints at all.
     n_restraints : int, optional
         The restraint count as SHELXL gives it (default: the
-        ShelxRestraints' count, or :func:`smtbx.figures.restraint_count`
-        for a callable or None).
+        ShelxRestraints' count; the rows of a callable; 0 for None).
     convergence : float
         max |shift/s.u.| below which the refinement has converged.
     damping, shift_limit : float, optional
@@ -270,7 +269,7 @@ class LeastSquares:
                 n_restraints = self.shelx_restraints.n_restraints
         self.restraints = restraints
         if n_restraints is None:
-            n_restraints = restraint_count(model)
+            n_restraints = 0 if restraints is None else len(restraints(self.graph)[1])
         self.n_restraints = n_restraints
         table, _ = scatterer_table(model)
         self._elements = table.elements

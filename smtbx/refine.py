@@ -18,7 +18,9 @@ One cycle (:meth:`LeastSquares.cycle`):
    tenfold Levenberg–Marquardt style whenever a step makes Σ w r² (with the
    weights of the cycle that proposed it) + restraints larger, or gives a
    model the structure factors cannot use (NaN, U not positive definite);
-   the step is then taken back and solved again.  The shifts are then
+   the step is then taken back and solved again.  An atom whose U the step
+   makes non-positive definite first keeps all its parameters for the
+   cycle (the others move) before the damping is raised.  The shifts are then
    scaled down together so that max |shift/s.u.| ≤ ``shift_limit`` (DAMP's
    limse, default 15).
 
@@ -459,10 +461,10 @@ class LeastSquares:
             raise RefinementDiverged(f"{name} became {graph.y[bad]}", name.split()[0])
 
     def _u_columns(self, atom):
-        """x columns of an atom's own U (U_iso or U_ij), int (k,)."""
+        """x columns of an atom's own parameters (site, U), int (k,)."""
         if atom is None:
             return np.zeros(0, dtype=np.int64)
-        prefix = atom + " U"
+        prefix = atom + " "
         return np.array([j for j, name in enumerate(self.graph.x_names)
                          if name.startswith(prefix)], dtype=np.int64)
 
@@ -533,8 +535,8 @@ class LeastSquares:
                 rejected += 1
                 if failure is not None:
                     blocked = failure
-                    # an atom whose U the step makes unusable keeps its U
-                    # this cycle; the others move
+                    # an atom whose U the step makes unusable keeps its
+                    # parameters this cycle; the others move
                     columns = self._u_columns(failure.atom)
                     if columns.size and not held[columns].all():
                         held[columns] = True

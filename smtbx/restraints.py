@@ -11,9 +11,13 @@ the defaults and DEFS already applied by the reader):
 
 * DFIX d, DANG d: one distance per pair; a negative d restrains the
   distance to be at least |d| (one-sided, as BUMP).
-* SADI (and SADI_class / SADI_* pooled by the reader): the distances
-  restrained to their mean (restraintstbx's bond similarity); a distance
-  between atoms in different non-zero PARTs is left out.
+* SADI (and SADI_class / SADI_* pooled by the reader): every pair of
+  distances of a set restrained to be equal, d_l − d_m = 0 with σ s,
+  n(n − 1)/2 restraints for n distances; a distance between atoms in
+  different non-zero PARTs is left out.  Both the count and the weights are
+  SHELXL's: ni_i43d's 194 restraints and its restraint χ² implied by the
+  CIF's GoF and restrained S (393.6) are reproduced (194 and 393.2; the
+  mean-deviation form of cctbx would give 159 and 237).
 * SAME: the 1,2 and 1,3 distances among the reference atoms (from the
   connectivity with FREE and BIND applied, hydrogen atoms ignored) are made
   equal to the corresponding distances of each following group.  As SHELXL
@@ -27,6 +31,8 @@ the defaults and DEFS already applied by the reader):
 * DELU s1 s2 (Hirshfeld rigid bond) and RIGU s1 s2: the bonds (1,2, σ s1)
   and 1,3 pairs (σ s2) from the connectivity between anisotropic atoms named
   on the instruction; symmetry mates included.
+* A zero σ switches the restraints it applies to off (SIMU, ISOR, DELU,
+  RIGU), as the SHELXL manual says for SIMU.
 * SIMU s st dmax: every pair of named non-hydrogen atoms closer than dmax
   (from the coordinates, not the connectivity); σ st when either atom is
   terminal or unbonded (at most one non-hydrogen neighbour).  Pairs across
@@ -61,19 +67,21 @@ manual); :func:`restraint_weight_scale` gives that factor and
 ``evaluate(weight_scale=...)`` applies it, for a driver that wants that rule
 (it then states it in the log instead of :data:`WEIGHT_RULE`).
 
-Counting (the "n restraints" SHELXL prints): one per DFIX and DANG
-distance, n(n − 1)/2 per SADI/SAME set of n distances (what the shared data
-show: ni_i43d's 194 is reproduced exactly and gabipy's 10335 within 0.1 %; with n per set ni_i43d would have 159 and gabipy 1895),
-one per volume of FLAT and CHIV, per DELU pair, three per RIGU pair, six per
-SIMU pair of anisotropic atoms (one otherwise), six per ISOR atom, one per
-BUMP pair, per SUMP and per floating-origin direction.  A pair named by
-several instructions of one kind (sh2185's two overlapping RIGU lists) is
-restrained once.  Where the counts still differ from SHELXL's (alga_p21c,
-twin5_p21n, cc_invtwin, p31c_sad, bjk_p21212) tests/smtbx/test_restraints.py
-says by how much.  The rows of a SADI set are nevertheless the n deviations
-from the mean: whether SHELXL's equations are the n(n − 1)/2 pairwise
-differences (and with which σ) is not known here, and that choice changes
-the weight of large sets.
+Counting (the "n restraints" SHELXL prints): one per restraint row except
+RIGU (three rows, counted three) and SIMU/ISOR on anisotropic atoms (six
+rows, counted six), i.e. one per DFIX and DANG distance, n(n − 1)/2 per
+SADI/SAME set of n distances, one per volume of FLAT and CHIV, per DELU
+pair, three per RIGU pair, six per SIMU pair of anisotropic atoms (one
+otherwise), six per ISOR atom, one per BUMP pair, per SUMP and per
+floating-origin direction.  A pair named by several instructions of one kind
+(sh2185's two overlapping RIGU lists) is restrained once.  Where the counts
+still differ from SHELXL's tests/smtbx/test_restraints.py says by how much.
+
+Not reproduced: SHELXL's RIGU weights.  The restraint χ² SHELXL implies
+(CIF GoF and restrained S) is smaller than the χ² of these RIGU rows (the
+bond-frame ΔU13, ΔU23, ΔU33 with σ s1, s2, Thorn, Dittrich & Sheldrick 2012)
+by factors from 1.7 (p31c_sad) to 29 (cc_invtwin), so SHELXL's effective
+RIGU σ's are larger than the ones given, in a way not found here.
 """
 
 from dataclasses import dataclass
@@ -131,8 +139,8 @@ class RestraintRows:
 
 @dataclass
 class _Term:
-    kind: str            # SHELXL name (or ORIGIN)
-    proxies: object      # restraintstbx proxies, or None for rows built here
+    kind: str            # SHELXL name
+    proxies: object      # restraintstbx proxies (or _DistanceSets for SADI)
     count: int           # restraints as SHELXL counts them
     adp: str = None      # None, "u_cart" or "u_eq"
 
@@ -178,10 +186,12 @@ class _Bonding:
 
 
 class _DistanceSets:
-    """SADI sets of any size: Δ_l = mean − d_l with the weighted mean (the
-    same rows as restraintstbx's BondSimilarityProxies, which takes at most
-    32 distances per set), built from bond rows and the centring map
-    C = I − 1 wᵀ / Σw of each set: D = C D_bond."""
+    """SADI sets as SHELXL restrains them: every pair (l, m) of distances of
+    a set gives the row d_l − d_m (target 0, σ the set's), n(n − 1)/2 rows
+    for n distances, so that Σ w Δ² = (n/σ²) Σ (d_l − mean)² (n times the
+    weighted variance restraintstbx's BondSimilarityProxies would give).
+    Built from bond rows and the difference map C (one +1 and one −1 per
+    row): D = C D_bond."""
 
     adp = None
     has_sites = True
@@ -190,33 +200,40 @@ class _DistanceSets:
         flat = [p for g in groups for p in g]
         idx, ops, shifts = pairs_arrays(flat)
         self.bonds = rt.BondProxies(idx, 0.0, 1.0, ops, shifts, symmetry)
-        sizes = np.array([len(g) for g in groups])
-        self.set_of = np.repeat(np.arange(len(groups)), sizes)
-        self.weights = np.repeat(1.0 / np.asarray(sigmas, dtype=np.float64) ** 2, sizes)
-        n = len(flat)
-        w_norm = self.weights / np.bincount(self.set_of, self.weights)[self.set_of]
-        rows = np.repeat(np.arange(n), sizes[self.set_of])
-        starts = np.concatenate([[0], np.cumsum(sizes)])[self.set_of]
-        cols = np.concatenate([np.arange(a, a + k) for a, k in zip(starts, sizes[self.set_of])])
-        self.centring = (sp.identity(n, format="csr")
-                         - sp.csr_matrix((w_norm[cols], (rows, cols)), shape=(n, n)))
         self.groups = groups
+        self.sigmas = np.asarray(sigmas, dtype=np.float64)
+        starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+        first, second, set_of = [], [], []
+        for k, g in enumerate(groups):
+            lo, hi = np.triu_indices(len(g), 1)
+            first.append(starts[k] + lo)
+            second.append(starts[k] + hi)
+            set_of.append(np.full(lo.size, k))
+        self.first, self.second = np.concatenate(first), np.concatenate(second)
+        self.set_of = np.concatenate(set_of)
+        m = self.first.size
+        rows = np.repeat(np.arange(m), 2)
+        cols = np.column_stack([self.first, self.second]).reshape(-1)
+        vals = np.tile([1.0, -1.0], m)
+        self.difference = sp.csr_matrix((vals, (rows, cols)), shape=(m, len(flat)))
+        self.weights = 1.0 / self.sigmas[self.set_of] ** 2
 
     def __len__(self):
         return len(self.groups)
 
     def design_rows(self, sites_cart, frame="cart"):
         r = self.bonds.design_rows(sites_cart, frame=frame)
-        # bond deltas are 0 - d: the set deltas are mean - d = C (-d)
-        return rt.DesignRows(sites=(self.centring @ r.sites).tocsr(),
-                             deltas=self.centring @ r.deltas, weights=self.weights.copy())
+        # bond deltas are 0 - d, so C (0 - d) = d_m - d_l = 0 - (d_l - d_m)
+        return rt.DesignRows(sites=(self.difference @ r.sites).tocsr(),
+                             deltas=self.difference @ r.deltas, weights=self.weights.copy())
 
     def statistics(self, sites_cart, labels=None, n_worst=5):
         deltas = self.design_rows(sites_cart).deltas
         z = np.abs(deltas) * np.sqrt(self.weights)
         worst = []
         for k in np.argsort(-z, kind="stable")[:n_worst]:
-            atoms = self.bonds.proxy_atoms(k)
+            atoms = tuple(self.bonds.proxy_atoms(self.first[k])) + tuple(
+                self.bonds.proxy_atoms(self.second[k]))
             worst.append(rt.proxies.WorstProxy(int(self.set_of[k]),
                                                tuple(labels[i] if labels else int(i) for i in atoms),
                                                deltas[k:k + 1].copy(), float(z[k])))
@@ -316,7 +333,7 @@ class ShelxRestraints:
     def _terminal(self, i):
         return len(self.conn.neighbours(i)) <= 1
 
-    def _bonded_pairs(self, atoms, with_13=True):
+    def _bonded_pairs(self, atoms):
         """1,2 and 1,3 pairs (from the connectivity) whose two atoms are both
         in ``atoms``: lists of ((i, op, shift), (j, op, shift)), each pair once."""
         atoms = set(atoms)
@@ -342,22 +359,21 @@ class ShelxRestraints:
                     continue
                 seen.add(k)
                 pairs12.append((a, b))
-        if with_13:
-            for mid in range(self.n_atoms):
-                if self.hydrogen[mid]:
-                    continue
-                nbs = [nb for nb in self.conn.neighbours(mid) if nb.index in atoms]
-                for p in range(len(nbs)):
-                    for q in range(p + 1, len(nbs)):
-                        a = (nbs[p].index, nbs[p].rotation, nbs[p].translation)
-                        b = (nbs[q].index, nbs[q].rotation, nbs[q].translation)
-                        if not self._compatible(a[0], b[0]):
-                            continue
-                        k = key(a, b)
-                        if k in seen or k[2] < 1e-3:
-                            continue
-                        seen.add(k)
-                        pairs13.append((a, b))
+        for mid in range(self.n_atoms):
+            if self.hydrogen[mid]:
+                continue
+            nbs = [nb for nb in self.conn.neighbours(mid) if nb.index in atoms]
+            for p in range(len(nbs)):
+                for q in range(p + 1, len(nbs)):
+                    a = (nbs[p].index, nbs[p].rotation, nbs[p].translation)
+                    b = (nbs[q].index, nbs[q].rotation, nbs[q].translation)
+                    if not self._compatible(a[0], b[0]):
+                        continue
+                    k = key(a, b)
+                    if k in seen or k[2] < 1e-3:
+                        continue
+                    seen.add(k)
+                    pairs13.append((a, b))
         return [self._as_proxy_pair(p) for p in pairs12], [self._as_proxy_pair(p) for p in pairs13]
 
     def _as_proxy_pair(self, pair):
@@ -515,7 +531,7 @@ class ShelxRestraints:
             p12, p13 = self._bonded_pairs(atoms)
             for pairs, s in ((p12, r.sigmas[0]), (p13, r.sigmas[1])):
                 for p in pairs:
-                    if p in seen:
+                    if p in seen or s <= 0:       # a zero sigma switches them off
                         continue
                     seen.add(p)
                     all_pairs.append(p)
@@ -543,6 +559,8 @@ class ShelxRestraints:
                     continue
                 seen.add((i, j))
                 s = r.sigmas[1] if (self._terminal(i) or self._terminal(j)) else r.sigmas[0]
+                if s <= 0:                        # a zero sigma switches them off
+                    continue
                 if self.aniso[i] and self.aniso[j]:
                     aniso_pairs.append((i, j))
                     aniso_sig.append(s)
@@ -563,11 +581,12 @@ class ShelxRestraints:
         for r in restraints:
             for a in r.groups[0]:
                 i = a.index
-                if i in seen or not self.aniso[i] or self.hydrogen[i]:
+                s = r.sigmas[1] if self._terminal(i) else r.sigmas[0]
+                if i in seen or not self.aniso[i] or self.hydrogen[i] or s <= 0:
                     continue
                 seen.add(i)
                 atoms.append(i)
-                sigmas.append(r.sigmas[1] if self._terminal(i) else r.sigmas[0])
+                sigmas.append(s)
         if atoms:
             self._add("ISOR", rt.IsotropicAdpProxies(np.array(atoms), np.array(sigmas),
                                                        symmetry=self.symmetry),

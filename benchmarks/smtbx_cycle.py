@@ -29,7 +29,6 @@ import os
 import pathlib
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import best_time, parser, pin_threads, ratio_table, run_reference  # noqa: E402

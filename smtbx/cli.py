@@ -261,7 +261,7 @@ def main(args):
     if cycles == 0:
         figures, data, _, _ = starting_figures(model, n_threads=args.threads)
         result = _result(args, model, figures, data)
-        result["cycles"] = 0
+        result.update(cycles=0, converged=None, max_shift_su=None, osf=model.scale)
         if args.json:
             _write_all([(args.json, _json_text(result))], inputs)
         if not args.quiet:

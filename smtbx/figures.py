@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .data import reduce_observations
-from .model import FreeVariableSum
 from .reparametrisation import Reparametrisation
+from .restraints import ShelxRestraints
 from .structure import calculated_intensities
 
 
@@ -147,20 +147,18 @@ def floating_origin_directions(space_group):
     return 3 - int(np.linalg.matrix_rank(stacked))
 
 
-def restraint_count(model):
-    """The number of restraints as SHELXL counts them, or None when it
-    cannot be given yet.
+def restraint_count(model, graph=None):
+    """The number of restraints as SHELXL counts them: those of
+    :class:`smtbx.restraints.ShelxRestraints` (one per generated equation,
+    the floating-origin restraints of polar space groups included).
 
-    This is the hook for the restraint bookkeeping: SHELXL counts one
-    restraint per generated equation (per atom pair of DFIX/SADI/DELU/SIMU,
-    per atom of ISOR, per volume of FLAT, ...), which needs the bonds and
-    the expanded restraint lists of restraintstbx.  Until that is connected,
-    the count is given only for models with no restraint or SUMP
-    instruction: it is then the number of floating-origin restraints.
+    Parameters
+    ----------
+    model : Model
+    graph : Reparametrisation, optional
+        The model's graph, when already built.
     """
-    if model.restraints or model.constraints_of_type(FreeVariableSum):
-        return None
-    return floating_origin_directions(model.space_group)
+    return ShelxRestraints(model, graph or Reparametrisation(model)).n_restraints
 
 
 def parameter_count(model, graph=None):
@@ -201,9 +199,8 @@ def starting_figures(model, data=None, n_threads=1, n_parameters=None, n_restrai
     n_parameters, n_restraints : int, optional
         Default :func:`parameter_count` and :func:`restraint_count`.
     restraint_chi2 : float, optional
-        Σ w_r Δ² of the restraints; taken as 0 when the model has no
-        restraint instructions (the floating-origin restraint is then
-        satisfied by construction).
+        Σ w_r Δ² of the restraints; default from
+        :class:`smtbx.restraints.ShelxRestraints` at the model as read.
 
     Returns
     -------
@@ -218,12 +215,15 @@ def starting_figures(model, data=None, n_threads=1, n_parameters=None, n_restrai
     scale = model.scale ** 2
     stol = 0.5 * np.sqrt(model.cell.s_squared(data.hkl))
     weights = shelxl_weights(data.fo_sq, data.sig_fo_sq, fc_sq, scale, model.instructions.weighting, stol)
-    if n_parameters is None:
-        n_parameters = parameter_count(model)
-    if n_restraints is None:
-        n_restraints = restraint_count(model)
-    if restraint_chi2 is None and not model.restraints:
-        restraint_chi2 = 0.0
+    if n_parameters is None or n_restraints is None or restraint_chi2 is None:
+        graph = Reparametrisation(model)
+        restraints = ShelxRestraints(model, graph)
+        if n_parameters is None:
+            n_parameters = parameter_count(model, graph)
+        if n_restraints is None:
+            n_restraints = restraints.n_restraints
+        if restraint_chi2 is None:
+            restraint_chi2 = restraints.evaluate().chi2
     figures = agreement(data.fo_sq, data.sig_fo_sq, fc_sq, scale, weights, n_parameters,
                         n_restraints, restraint_chi2)
     return figures, data, fc_sq, weights

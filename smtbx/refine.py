@@ -18,7 +18,9 @@ One cycle (:meth:`LeastSquares.cycle`):
    tenfold Levenberg–Marquardt style whenever a step makes Σ w r² (with the
    weights of the cycle that proposed it) + restraints larger, or gives a
    model the structure factors cannot use (NaN, U not positive definite);
-   the step is then taken back and solved again.  The shifts are then
+   the step is then taken back and solved again.  An atom whose U the step
+   makes non-positive definite first keeps all its parameters for the
+   cycle (the others move) before the damping is raised.  The shifts are then
    scaled down together so that max |shift/s.u.| ≤ ``shift_limit`` (DAMP's
    limse, default 15).
 
@@ -54,7 +56,7 @@ from sgtbx.errors import CrystallographyError
 
 from .data import reduce_observations
 from .errors import UnsupportedInstruction
-from .figures import agreement, restraint_count, shelxl_weights
+from .figures import agreement, shelxl_weights
 from .model import Weighting
 from .reparametrisation import Reparametrisation
 from .restraints import ShelxRestraints
@@ -221,8 +223,7 @@ class LeastSquares:
         current parameters; None: no restraints at all.
     n_restraints : int, optional
         The restraint count as SHELXL gives it (default: the
-        ShelxRestraints' count, or :func:`smtbx.figures.restraint_count`
-        for a callable or None).
+        ShelxRestraints' count; the rows of a callable; 0 for None).
     convergence : float
         max |shift/s.u.| below which the refinement has converged.
     damping, shift_limit : float, optional
@@ -270,7 +271,7 @@ class LeastSquares:
                 n_restraints = self.shelx_restraints.n_restraints
         self.restraints = restraints
         if n_restraints is None:
-            n_restraints = restraint_count(model)
+            n_restraints = 0 if restraints is None else len(restraints(self.graph)[1])
         self.n_restraints = n_restraints
         table, _ = scatterer_table(model)
         self._elements = table.elements
@@ -460,10 +461,10 @@ class LeastSquares:
             raise RefinementDiverged(f"{name} became {graph.y[bad]}", name.split()[0])
 
     def _u_columns(self, atom):
-        """x columns of an atom's own U (U_iso or U_ij), int (k,)."""
+        """x columns of an atom's own parameters (site, U), int (k,)."""
         if atom is None:
             return np.zeros(0, dtype=np.int64)
-        prefix = atom + " U"
+        prefix = atom + " "
         return np.array([j for j, name in enumerate(self.graph.x_names)
                          if name.startswith(prefix)], dtype=np.int64)
 
@@ -534,8 +535,8 @@ class LeastSquares:
                 rejected += 1
                 if failure is not None:
                     blocked = failure
-                    # an atom whose U the step makes unusable keeps its U
-                    # this cycle; the others move
+                    # an atom whose U the step makes unusable keeps its
+                    # parameters this cycle; the others move
                     columns = self._u_columns(failure.atom)
                     if columns.size and not held[columns].all():
                         held[columns] = True

@@ -21,7 +21,7 @@ slow = pytest.mark.skipif(os.environ.get("SMTBX_SLOW") != "1",
                           reason="full refinement of a larger set: set SMTBX_SLOW=1")
 
 STEMS = {
-    "bjk_p21212": "bjk", "caf2_fm3m": "caf2", "ed_cinch_p21": "shelxl",
+    "alga_p21c": "p21c", "bjk_p21212": "bjk", "caf2_fm3m": "caf2", "ed_cinch_p21": "shelxl",
     "exti_c2m": "exti", "fecl_r3c": "2240189", "hmamg_p21c": "hma_mg", "musc_c2c": "muscovite",
     "nacl_fm3m": "NaCl", "ni_i43d": "i43d", "p31c_sad": "sad", "sh2185_p212121": "sh2185", "ru_p21c": "05srv085", "sucrose_p21": "zucker2",
     "thpp_p21n": "thpp",
@@ -40,7 +40,9 @@ TARGETS = {
     "bjk_p21212": (0.0364, 0.002, 0.0919, 0.002),
     "ru_p21c": (0.0486, 0.002, 0.1155, 0.002),
     "thpp_p21n": (0.0736, 0.003, 0.2665, 0.003),
-    # restrained in the file (smtbx.restraints)
+    # restrained in the file (smtbx.restraints); alga's SHELXL wR2 came
+    # from an unrounded WGHT, so only its R1 is compared
+    "alga_p21c": (0.0400, 0.002, None, None),
     "p31c_sad": (0.0308, 0.002, 0.0727, 0.002),
     "sh2185_p212121": (0.0291, 0.002, 0.0728, 0.002),
     "ni_i43d": (0.0321, 0.002, 0.0860, 0.002),

@@ -40,7 +40,7 @@ cdef extern from "_sfkernel.h" nogil:
     int SFK_N_SITE
     int SFK_N_ANISO
     void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
-                       const double *site, const double *u_star, int n_acc,
+                       const double *site, const double *u_star, int n_acc, int real,
                        double *acc)
     void sfk_add_atom_to_f(int nb, int centric, double w, double fp, double fdp,
                            const double *f0, const double *acc, const double *tiso,
@@ -184,10 +184,10 @@ cdef const double *_atom_sums(const Problem *p, const Block *b, int a, int n_acc
     tiso, or NULL for an anisotropic atom (whose factor is in the sums)."""
     if p.aniso[a]:
         sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, p.u_star + 6 * a,
-                      n_acc, acc)
+                      n_acc, p.path != 0, acc)
         return NULL
     sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, NULL,
-                  SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, acc)
+                  SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, p.path != 0, acc)
     sfk_exp(b.nb, -TWO_PI_SQ * p.u_iso[a], b.s2, tiso)
     return tiso
 

@@ -201,7 +201,7 @@ void sfk_atom_derivatives(int nb, int centric, double w, double sw, double fp,
 static inline __attribute__((always_inline))
 void sfk_op(int nb, const double *restrict h0, const double *restrict h1,
             const double *restrict h2, const double *restrict ht,
-            const double *site, const double *u_star, int n_acc, int aniso,
+            const double *site, const double *u_star, int n_acc, int aniso, int real,
             double *restrict acc)
 {
     const double x0 = site[0], x1 = site[1], x2 = site[2];
@@ -226,61 +226,70 @@ void sfk_op(int nb, const double *restrict h0, const double *restrict h1,
             c *= t;
             s *= t;
         }
+        /* with real set, only the sums a centric group needs: Re G, Im G_k, Re G_kl */
         a[j] += c;
-        if (n_acc >= SFK_N_VALUE)
+        if (n_acc >= SFK_N_VALUE && !real)
             a[nb + j] += s;
         if (n_acc >= SFK_N_SITE) {
-            a[2 * nb + j] += c * a0;
             a[3 * nb + j] += s * a0;
-            a[4 * nb + j] += c * a1;
             a[5 * nb + j] += s * a1;
-            a[6 * nb + j] += c * a2;
             a[7 * nb + j] += s * a2;
+            if (!real) {
+                a[2 * nb + j] += c * a0;
+                a[4 * nb + j] += c * a1;
+                a[6 * nb + j] += c * a2;
+            }
         }
         if (n_acc >= SFK_N_ANISO) {
-            const double c0 = c * a0, s0 = s * a0, c1 = c * a1, s1 = s * a1;
+            const double c0 = c * a0, c1 = c * a1;
             a[8 * nb + j] += c0 * a0;
-            a[9 * nb + j] += s0 * a0;
             a[10 * nb + j] += c1 * a1;
-            a[11 * nb + j] += s1 * a1;
             a[12 * nb + j] += c * a2 * a2;
-            a[13 * nb + j] += s * a2 * a2;
             a[14 * nb + j] += c0 * a1;
-            a[15 * nb + j] += s0 * a1;
             a[16 * nb + j] += c0 * a2;
-            a[17 * nb + j] += s0 * a2;
             a[18 * nb + j] += c1 * a2;
-            a[19 * nb + j] += s1 * a2;
+            if (!real) {
+                const double s0 = s * a0, s1 = s * a1;
+                a[9 * nb + j] += s0 * a0;
+                a[11 * nb + j] += s1 * a1;
+                a[13 * nb + j] += s * a2 * a2;
+                a[15 * nb + j] += s0 * a1;
+                a[17 * nb + j] += s0 * a2;
+                a[19 * nb + j] += s1 * a2;
+            }
         }
     }
 }
 
+#define SFK_OP(N, ANISO, REAL) \
+    sfk_op(nb, h0, h1, h2, t, site, u_star, N, ANISO, REAL, acc)
+
 SFK_CLONES
 void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
-                   const double *site, const double *u_star, int n_acc,
+                   const double *site, const double *u_star, int n_acc, int real,
                    double *acc)
 {
     memset(acc, 0, sizeof(double) * (size_t)n_acc * (size_t)nb);
     const int aniso = u_star != NULL;
+    if (n_acc == SFK_N_REAL) {
+        n_acc = SFK_N_VALUE;
+        real = 1;
+    }
     for (int r = 0; r < n_ops; ++r) {
         const double *h0 = hr + (size_t)r * 3 * nb;
         const double *h1 = h0 + nb, *h2 = h1 + nb, *t = ht + (size_t)r * nb;
         if (aniso) {
             if (n_acc == SFK_N_ANISO)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_ANISO, 1, acc);
+                real ? SFK_OP(SFK_N_ANISO, 1, 1) : SFK_OP(SFK_N_ANISO, 1, 0);
             else if (n_acc == SFK_N_SITE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_SITE, 1, acc);
-            else if (n_acc == SFK_N_VALUE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_VALUE, 1, acc);
+                real ? SFK_OP(SFK_N_SITE, 1, 1) : SFK_OP(SFK_N_SITE, 1, 0);
             else
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_REAL, 1, acc);
+                real ? SFK_OP(SFK_N_VALUE, 1, 1) : SFK_OP(SFK_N_VALUE, 1, 0);
         } else {
             if (n_acc >= SFK_N_SITE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_SITE, 0, acc);
-            else if (n_acc == SFK_N_VALUE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_VALUE, 0, acc);
+                real ? SFK_OP(SFK_N_SITE, 0, 1) : SFK_OP(SFK_N_SITE, 0, 0);
             else
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_REAL, 0, acc);
+                real ? SFK_OP(SFK_N_VALUE, 0, 1) : SFK_OP(SFK_N_VALUE, 0, 0);
         }
     }
 }

@@ -660,3 +660,34 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
             t = _atom_sums(&p, b, a, _n_acc(&p, a), acc, tiso)
             _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0)
     return partial.sum(axis=0)[:n_params]
+
+
+def sincos_2pi(u):
+    """sin(2 pi u) and cos(2 pi u) by the vectorised kernel (for tests).
+
+    Parameters
+    ----------
+    u : float64 (n,)
+        Phases in turns.
+
+    Returns
+    -------
+    s, c : float64 (n,)
+    """
+    cdef const double[::1] u_v = np.ascontiguousarray(u, dtype=np.float64)
+    s = np.empty(u_v.shape[0])
+    c = np.empty(u_v.shape[0])
+    cdef double[::1] s_v = s, c_v = c
+    if u_v.shape[0]:
+        sfk_sincos_2pi(u_v.shape[0], &u_v[0], &s_v[0], &c_v[0])
+    return s, c
+
+
+def exp_scaled(x, double scale=1.0):
+    """exp(scale x) by the vectorised kernel (for tests), float64 (n,)."""
+    cdef const double[::1] x_v = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.empty(x_v.shape[0])
+    cdef double[::1] y_v = y
+    if x_v.shape[0]:
+        sfk_exp(x_v.shape[0], scale, &x_v[0], &y_v[0])
+    return y

@@ -117,7 +117,9 @@ cdef struct Block:
 
 
 cdef Py_ssize_t _block_doubles(const Problem *p) noexcept nogil:
-    return NB * (4 * p.n_ops + 5 + p.n_types)
+    """Doubles of a Block (hr, ht, s2, kr, ki, f0, tmp); each kernel's own
+    scratch follows, from tmp + NB on."""
+    return NB * (4 * p.n_ops + 4 + p.n_types)
 
 
 cdef void _block_bind(const Problem *p, Block *b, double *mem) noexcept nogil:

@@ -204,10 +204,11 @@ cdef inline void _add_atom_to_f(const Problem *p, const Block *b, int a, const d
 cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double *acc,
                           const double *tiso, const double *cr, const double *ci,
                           const int *cols, double *d, double *out,
-                          Py_ssize_t out_stride) noexcept nogil:
+                          Py_ssize_t out_stride, bint assign) noexcept nogil:
     """out[j * out_stride + cols[slot]] += Re(c_j dF_j / d p_slot) for the
-    parameters of atom a (cols[slot] < 0: not a parameter); c_j = cr + i ci
-    already includes the factor K P of the reflection.  d: scratch (13, nb)."""
+    parameters of atom a (cols[slot] < 0: not a parameter), or = when
+    ``assign``; c_j = cr + i ci already includes the factor K P of the
+    reflection.  d: scratch (13, nb)."""
     cdef int j, k, col, nb = b.nb
     cdef double total
     cdef double sw = p.site_weight[a]
@@ -223,6 +224,9 @@ cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double 
             for j in range(nb):
                 total = total + d[k * nb + j]
             out[col] += total
+        elif assign:
+            for j in range(nb):
+                out[j * out_stride + col] = d[k * nb + j]
         else:
             for j in range(nb):
                 out[j * out_stride + col] += d[k * nb + j]
@@ -473,7 +477,7 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
                 ff_a, ff_b, ff_c, sites_frac, u_iso, u_star, aniso, occupancies, site_weights,
                 fp, fdp, columns, int kind, double[:, ::1] rows, double[::1] y_calc,
                 extinction_eps=None, double extinction_x=0.0, int extinction_column=-1,
-                int n_threads=1):
+                bint assign=False, int n_threads=1):
     """Rows dY/dp of the design matrix for every reflection of ``hkl``.
 
     The arguments up to ``fdp`` are those of :func:`f_calc`.
@@ -495,6 +499,11 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
         |F|^2 is replaced by |F|^2 (1 + x eps |F|^2)^(-1/2), x = extinction_x.
     extinction_column : int
         Column of x in ``rows`` (-1: x not refined).
+    assign : bool
+        The caller guarantees that every column of ``rows`` is the column of
+        exactly one derivative (of an anisotropic atom's U*, an isotropic
+        atom's u_iso, the other slots, or x): rows are then written without
+        being zeroed first.
     n_threads : int
     """
     cdef Problem p
@@ -587,13 +596,17 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
             im_c = -2.0 * d_i * fim
             cr[j] = re_c * b.kr[j] - im_c * b.ki[j]
             ci[j] = re_c * b.ki[j] + im_c * b.kr[j]
-            memset(rows_ptr + (b.j0 + j) * n_params, 0, sizeof(double) * n_params)
-            if x_col >= 0:
-                rows_ptr[(b.j0 + j) * n_params + x_col] += d_x
+            if assign:
+                if x_col >= 0:
+                    rows_ptr[(b.j0 + j) * n_params + x_col] = d_x
+            else:
+                memset(rows_ptr + (b.j0 + j) * n_params, 0, sizeof(double) * n_params)
+                if x_col >= 0:
+                    rows_ptr[(b.j0 + j) * n_params + x_col] += d_x
         for a in range(p.n_atoms):
             _add_atom_terms(&p, b, a, accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
                             NULL if p.aniso[a] else tisos + a * nb, cr, ci, &cols_v[a, 0], d,
-                            rows_ptr + b.j0 * n_params, n_params)
+                            rows_ptr + b.j0 * n_params, n_params, assign)
 
 
 def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar, type_index,
@@ -660,7 +673,8 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
             ci[j] = da_v[b.j0 + j] * b.ki[j] - db_v[b.j0 + j] * b.kr[j]
         for a in range(p.n_atoms):
             t = _atom_sums(&p, b, a, _n_acc(&p, a), acc, tiso)
-            _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0)
+            _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0,
+                            False)
     return partial.sum(axis=0)[:n_params]
 
 

@@ -28,7 +28,8 @@
  * n_acc                  SFK_N_REAL, SFK_N_VALUE, SFK_N_SITE or SFK_N_ANISO (the last only
  *                        with u_star): which sums to form
  * real                   nonzero: form only the parts a centric group uses
- *                        (Re G, Im G_k, Re G_kl); the other rows are zero
+ *                        (Re G, Im G_k, Re G_kl); the other rows are left
+ *                        untouched
  * acc    [n_acc][nb]     OUT, overwritten; row 2m is Re, 2m+1 is Im of sum m,
  *                        sums in the order G, G_0, G_1, G_2, G_00, G_11, G_22,
  *                        G_01, G_02, G_12

@@ -287,7 +287,9 @@ class StructureFactors:
                                   "extinction was given")
         self._call(_direct.design_rows, parameter_map.columns, KINDS[kind], rows, y, hkl=hkl,
                    extinction_eps=eps, extinction_x=x,
-                   extinction_column=parameter_map.extinction_column, n_threads=self.n_threads)
+                   extinction_column=parameter_map.extinction_column,
+                   assign=parameter_map.is_one_to_one(self.scatterers.aniso, extinction is not None),
+                   n_threads=self.n_threads)
         return y, rows
 
     def gradients(self, dT_dA, dT_dB, parameter_map=None):

@@ -180,6 +180,22 @@ class ParameterMap:
             ext, k = k, k + 1
         return cls(columns, k, ext)
 
+    def is_one_to_one(self, aniso, with_extinction):
+        """Whether every column holds exactly one derivative: the slots that
+        apply (U* of anisotropic atoms, u_iso of isotropic ones, the others)
+        and the extinction column (when ``with_extinction``) cover
+        0..n_params-1 once each.  Design rows are then written without
+        zeroing them first."""
+        cols = self.columns.copy()
+        aniso = np.asarray(aniso, dtype=bool)
+        cols[aniso, SLOT_INDEX["u_iso"]] = -1
+        cols[~aniso, SLOT_INDEX["u11"]:SLOT_INDEX["u23"] + 1] = -1
+        used = cols[cols >= 0]
+        if with_extinction and self.extinction_column >= 0:
+            used = np.append(used, self.extinction_column)
+        return len(used) == self.n_params and np.array_equal(np.sort(used),
+                                                             np.arange(self.n_params))
+
     def names(self, labels):
         """Names of the columns, "label.slot" (or "extinction")."""
         names = [""] * self.n_params

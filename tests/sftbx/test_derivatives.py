@@ -199,3 +199,20 @@ def test_design_rows_in_blocks_fill_the_callers_array():
         sf.design_rows(pm, start, stop, kind="fc", rows=rows[:stop - start], y=y[:stop - start])
         assert np.array_equal(rows[:stop - start], rows_all[start:stop])
         assert np.array_equal(y[:stop - start], y_all[start:stop])
+
+
+def test_columns_of_slots_that_do_not_apply_are_zero():
+    """A u_iso column for an anisotropic atom (or U* for an isotropic one)
+    gets no derivative: the row is zeroed, not left as it was."""
+    sf, pm = _setup("P-1", n_atoms=4, seed=5)
+    scat = sf.scatterers
+    cols = sftbx.ParameterMap.for_scatterers(scat, sites=False).columns.copy()
+    n = int(cols.max()) + 1
+    i_aniso = int(np.flatnonzero(scat.aniso)[0])
+    cols[i_aniso, SLOTS.index("u_iso")] = n
+    pm = sftbx.ParameterMap(cols, n + 1)
+    assert not pm.is_one_to_one(scat.aniso, False)
+    rows = np.full((len(sf.hkl), n + 1), np.nan)
+    sf.design_rows(pm, rows=rows)
+    assert (rows[:, n] == 0).all() and np.isfinite(rows).all()
+    assert sftbx.ParameterMap.for_scatterers(scat).is_one_to_one(scat.aniso, False)

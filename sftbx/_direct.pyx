@@ -547,6 +547,8 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
     cdef int x_col = extinction_column
     cdef double x = extinction_x
     cdef double *rows_ptr = &rows[0, 0] if n_params > 0 else NULL
+    flags = np.zeros(1, dtype=np.int32)   # set when 1 + x eps |F|^2 <= 0
+    cdef int[::1] flags_v = flags
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         tid = threadid()
         b = ws.block(tid)
@@ -574,6 +576,9 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
             d_x = 0.0
             if use_ext:
                 q = 1.0 + x * eps_v[b.j0 + j] * i_sq
+                if not q > 0.0:
+                    flags_v[0] = 1
+                    q = 1.0
                 ex = 1.0 / sqrt(q)
                 yy = i_sq * ex
                 d_i = ex / q * (1.0 + 0.5 * x * eps_v[b.j0 + j] * i_sq)
@@ -607,6 +612,8 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
             _add_atom_terms(&p, b, a, accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
                             NULL if p.aniso[a] else tisos + a * nb, cr, ci, &cols_v[a, 0], d,
                             rows_ptr + b.j0 * n_params, n_params, assign)
+    if flags[0]:
+        raise ValueError(f"extinction: 1 + x eps |F|^2 <= 0 for some reflection (x = {x})")
 
 
 def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar, type_index,

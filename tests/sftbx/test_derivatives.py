@@ -217,3 +217,20 @@ def test_columns_of_slots_that_do_not_apply_are_zero():
     sf.design_rows(pm, rows=rows)
     assert (rows[:, n] == 0).all() and np.isfinite(rows).all()
     assert sftbx.ParameterMap.for_scatterers(scat).is_one_to_one(scat.aniso, False)
+
+
+def test_extinction_correction_of_a_twin_sum():
+    """The EXTI helper on a given Fc^2 (a twin-weighted sum): derivatives
+    against central differences."""
+    rng = np.random.default_rng(3)
+    fc_sq = rng.uniform(10, 5000, 50)
+    eps = rng.uniform(1e-4, 1e-3, 50)
+    y, dy_dfc, dy_dx = sftbx.extinction_correction(fc_sq, eps, 0.05)
+    h = 1e-3
+    num_fc = (sftbx.extinction_correction(fc_sq + h, eps, 0.05)[0]
+              - sftbx.extinction_correction(fc_sq - h, eps, 0.05)[0]) / (2 * h)
+    num_x = (sftbx.extinction_correction(fc_sq, eps, 0.05 + 1e-6)[0]
+             - sftbx.extinction_correction(fc_sq, eps, 0.05 - 1e-6)[0]) / 2e-6
+    assert np.abs(dy_dfc - num_fc).max() <= 1e-7 * np.abs(num_fc).max()
+    assert np.abs(dy_dx - num_x).max() <= 1e-7 * np.abs(num_x).max()
+    assert np.allclose(y, fc_sq * (1 + 0.05 * eps * fc_sq) ** -0.5, rtol=1e-15)

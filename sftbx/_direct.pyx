@@ -209,8 +209,11 @@ cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double 
     parameters of atom a (cols[slot] < 0: not a parameter), or = when
     ``assign``; c_j = cr + i ci already includes the factor K P of the
     reflection.  d: scratch (13, nb)."""
-    cdef int j, k, col, nb = b.nb
+    cdef int j, k, col, n_active = 0, nb = b.nb
+    cdef int active_slot[N_SLOTS]
+    cdef int active_col[N_SLOTS]
     cdef double total
+    cdef double *o
     cdef double sw = p.site_weight[a]
     sfk_atom_derivatives(nb, p.path != 0, p.occ[a] * sw, sw, p.fp[a], p.fdp[a],
                          b.f0 + nb * p.type_index[a], b.s2, acc, tiso, cr, ci, d)
@@ -219,17 +222,25 @@ cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double 
         if col < 0 or (k == SLOT_U_ISO and tiso == NULL) or \
                 (SLOT_U_STAR <= k < SLOT_OCC and tiso != NULL):
             continue
-        if out_stride == 0:
+        active_slot[n_active] = k
+        active_col[n_active] = col
+        n_active += 1
+    if out_stride == 0:
+        for k in range(n_active):
             total = 0.0
             for j in range(nb):
-                total = total + d[k * nb + j]
-            out[col] += total
-        elif assign:
-            for j in range(nb):
-                out[j * out_stride + col] = d[k * nb + j]
+                total = total + d[active_slot[k] * nb + j]
+            out[active_col[k]] += total
+        return
+    # row by row: an atom's columns are usually adjacent in a row
+    for j in range(nb):
+        o = out + j * out_stride
+        if assign:
+            for k in range(n_active):
+                o[active_col[k]] = d[active_slot[k] * nb + j]
         else:
-            for j in range(nb):
-                out[j * out_stride + col] += d[k * nb + j]
+            for k in range(n_active):
+                o[active_col[k]] += d[active_slot[k] * nb + j]
 
 
 cdef void _f_calc_block(const Problem *p, Block *b, double *acc, double *tiso,

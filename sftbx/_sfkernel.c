@@ -18,8 +18,10 @@
 
 #include "_sfkernel.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) \
-    && !defined(SFTBX_NO_CLONES) && defined(__ELF__)
+/* Clones need GCC's target_clones and glibc's ifunc; elsewhere (Clang, musl,
+ * other architectures) the portable code is compiled once. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) \
+    && defined(__GLIBC__) && !defined(SFTBX_NO_CLONES)
 #define SFK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SFK_CLONES

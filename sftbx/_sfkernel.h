@@ -5,7 +5,7 @@
  * run once per (atom, operation, reflection) live here, in plain C, written
  * so that the compiler vectorises them over reflections: phases in turns,
  * a branch-free polynomial sin/cos of 2 pi u and a branch-free exp.  On x86-64
- * with GCC or Clang the functions are cloned for AVX-512, AVX2 and the
+ * with GCC and glibc the functions are cloned for AVX-512, AVX2 and the
  * baseline and the best clone is picked at load time; elsewhere the same
  * source compiles to the portable scalar (or baseline-vector) code.
  */

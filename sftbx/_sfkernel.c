@@ -13,6 +13,8 @@
  * cheaply), and 2^n built from its bit pattern; arguments below -708 give
  * exactly 0.
  */
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -30,11 +32,17 @@
 #define SFK_TWO_PI 6.283185307179586476925286766559
 #define SFK_TWO_PI_SQ 19.739208802178717237668981999752
 
-/* Round to nearest for |x| < 2^51 without a library call. */
+/* Round to nearest for |x| < 2^51 without a library call (which would stop
+ * vectorisation); with extended-precision evaluation (x87) the trick does not
+ * round, so there rint() it is. */
 static inline double sfk_round(double x)
 {
+#if FLT_EVAL_METHOD == 0
     const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
     return (x + magic) - magic;
+#else
+    return rint(x);
+#endif
 }
 
 static inline void sfk_sincos_turns(double u, double *s_out, double *c_out)

@@ -40,7 +40,7 @@ cdef extern from "_sfkernel.h" nogil:
     int SFK_N_SITE
     int SFK_N_ANISO
     void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
-                       const double *site, const double *u_star, int n_acc,
+                       const double *site, const double *u_star, int n_acc, int real,
                        double *acc)
     void sfk_add_atom_to_f(int nb, int centric, double w, double fp, double fdp,
                            const double *f0, const double *acc, const double *tiso,
@@ -117,7 +117,9 @@ cdef struct Block:
 
 
 cdef Py_ssize_t _block_doubles(const Problem *p) noexcept nogil:
-    return NB * (4 * p.n_ops + 5 + p.n_types)
+    """Doubles of a Block (hr, ht, s2, kr, ki, f0, tmp); each kernel's own
+    scratch follows, from tmp + NB on."""
+    return NB * (4 * p.n_ops + 4 + p.n_types)
 
 
 cdef void _block_bind(const Problem *p, Block *b, double *mem) noexcept nogil:
@@ -184,10 +186,10 @@ cdef const double *_atom_sums(const Problem *p, const Block *b, int a, int n_acc
     tiso, or NULL for an anisotropic atom (whose factor is in the sums)."""
     if p.aniso[a]:
         sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, p.u_star + 6 * a,
-                      n_acc, acc)
+                      n_acc, p.path != 0, acc)
         return NULL
     sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, NULL,
-                  SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, acc)
+                  SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, p.path != 0, acc)
     sfk_exp(b.nb, -TWO_PI_SQ * p.u_iso[a], b.s2, tiso)
     return tiso
 
@@ -202,12 +204,16 @@ cdef inline void _add_atom_to_f(const Problem *p, const Block *b, int a, const d
 cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double *acc,
                           const double *tiso, const double *cr, const double *ci,
                           const int *cols, double *d, double *out,
-                          Py_ssize_t out_stride) noexcept nogil:
+                          Py_ssize_t out_stride, bint assign) noexcept nogil:
     """out[j * out_stride + cols[slot]] += Re(c_j dF_j / d p_slot) for the
-    parameters of atom a (cols[slot] < 0: not a parameter); c_j = cr + i ci
-    already includes the factor K P of the reflection.  d: scratch (13, nb)."""
-    cdef int j, k, col, nb = b.nb
+    parameters of atom a (cols[slot] < 0: not a parameter), or = when
+    ``assign``; c_j = cr + i ci already includes the factor K P of the
+    reflection.  d: scratch (13, nb)."""
+    cdef int j, k, col, n_active = 0, nb = b.nb
+    cdef int active_slot[N_SLOTS]
+    cdef int active_col[N_SLOTS]
     cdef double total
+    cdef double *o
     cdef double sw = p.site_weight[a]
     sfk_atom_derivatives(nb, p.path != 0, p.occ[a] * sw, sw, p.fp[a], p.fdp[a],
                          b.f0 + nb * p.type_index[a], b.s2, acc, tiso, cr, ci, d)
@@ -216,14 +222,25 @@ cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double 
         if col < 0 or (k == SLOT_U_ISO and tiso == NULL) or \
                 (SLOT_U_STAR <= k < SLOT_OCC and tiso != NULL):
             continue
-        if out_stride == 0:
+        active_slot[n_active] = k
+        active_col[n_active] = col
+        n_active += 1
+    if out_stride == 0:
+        for k in range(n_active):
             total = 0.0
             for j in range(nb):
-                total = total + d[k * nb + j]
-            out[col] += total
+                total = total + d[active_slot[k] * nb + j]
+            out[active_col[k]] += total
+        return
+    # row by row: an atom's columns are usually adjacent in a row
+    for j in range(nb):
+        o = out + j * out_stride
+        if assign:
+            for k in range(n_active):
+                o[active_col[k]] = d[active_slot[k] * nb + j]
         else:
-            for j in range(nb):
-                out[j * out_stride + col] += d[k * nb + j]
+            for k in range(n_active):
+                o[active_col[k]] += d[active_slot[k] * nb + j]
 
 
 cdef void _f_calc_block(const Problem *p, Block *b, double *acc, double *tiso,
@@ -471,7 +488,7 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
                 ff_a, ff_b, ff_c, sites_frac, u_iso, u_star, aniso, occupancies, site_weights,
                 fp, fdp, columns, int kind, double[:, ::1] rows, double[::1] y_calc,
                 extinction_eps=None, double extinction_x=0.0, int extinction_column=-1,
-                int n_threads=1):
+                bint assign=False, int n_threads=1):
     """Rows dY/dp of the design matrix for every reflection of ``hkl``.
 
     The arguments up to ``fdp`` are those of :func:`f_calc`.
@@ -493,6 +510,11 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
         |F|^2 is replaced by |F|^2 (1 + x eps |F|^2)^(-1/2), x = extinction_x.
     extinction_column : int
         Column of x in ``rows`` (-1: x not refined).
+    assign : bool
+        The caller guarantees that every column of ``rows`` is the column of
+        exactly one derivative (of an anisotropic atom's U*, an isotropic
+        atom's u_iso, the other slots, or x): rows are then written without
+        being zeroed first.
     n_threads : int
     """
     cdef Problem p
@@ -536,6 +558,8 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
     cdef int x_col = extinction_column
     cdef double x = extinction_x
     cdef double *rows_ptr = &rows[0, 0] if n_params > 0 else NULL
+    flags = np.zeros(1, dtype=np.int32)   # set when 1 + x eps |F|^2 <= 0
+    cdef int[::1] flags_v = flags
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         tid = threadid()
         b = ws.block(tid)
@@ -563,6 +587,9 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
             d_x = 0.0
             if use_ext:
                 q = 1.0 + x * eps_v[b.j0 + j] * i_sq
+                if not q > 0.0:
+                    flags_v[0] = 1
+                    q = 1.0
                 ex = 1.0 / sqrt(q)
                 yy = i_sq * ex
                 d_i = ex / q * (1.0 + 0.5 * x * eps_v[b.j0 + j] * i_sq)
@@ -585,13 +612,19 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
             im_c = -2.0 * d_i * fim
             cr[j] = re_c * b.kr[j] - im_c * b.ki[j]
             ci[j] = re_c * b.ki[j] + im_c * b.kr[j]
-            memset(rows_ptr + (b.j0 + j) * n_params, 0, sizeof(double) * n_params)
-            if x_col >= 0:
-                rows_ptr[(b.j0 + j) * n_params + x_col] += d_x
+            if assign:
+                if x_col >= 0:
+                    rows_ptr[(b.j0 + j) * n_params + x_col] = d_x
+            else:
+                memset(rows_ptr + (b.j0 + j) * n_params, 0, sizeof(double) * n_params)
+                if x_col >= 0:
+                    rows_ptr[(b.j0 + j) * n_params + x_col] += d_x
         for a in range(p.n_atoms):
             _add_atom_terms(&p, b, a, accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
                             NULL if p.aniso[a] else tisos + a * nb, cr, ci, &cols_v[a, 0], d,
-                            rows_ptr + b.j0 * n_params, n_params)
+                            rows_ptr + b.j0 * n_params, n_params, assign)
+    if flags[0]:
+        raise ValueError(f"extinction: 1 + x eps |F|^2 <= 0 for some reflection (x = {x})")
 
 
 def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar, type_index,
@@ -658,5 +691,37 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
             ci[j] = da_v[b.j0 + j] * b.ki[j] - db_v[b.j0 + j] * b.kr[j]
         for a in range(p.n_atoms):
             t = _atom_sums(&p, b, a, _n_acc(&p, a), acc, tiso)
-            _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0)
+            _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0,
+                            False)
     return partial.sum(axis=0)[:n_params]
+
+
+def sincos_2pi(u):
+    """sin(2 pi u) and cos(2 pi u) by the vectorised kernel (for tests).
+
+    Parameters
+    ----------
+    u : float64 (n,)
+        Phases in turns.
+
+    Returns
+    -------
+    s, c : float64 (n,)
+    """
+    cdef const double[::1] u_v = np.ascontiguousarray(u, dtype=np.float64)
+    s = np.empty(u_v.shape[0])
+    c = np.empty(u_v.shape[0])
+    cdef double[::1] s_v = s, c_v = c
+    if u_v.shape[0]:
+        sfk_sincos_2pi(u_v.shape[0], &u_v[0], &s_v[0], &c_v[0])
+    return s, c
+
+
+def exp_scaled(x, double scale=1.0):
+    """exp(scale x) by the vectorised kernel (for tests), float64 (n,)."""
+    cdef const double[::1] x_v = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.empty(x_v.shape[0])
+    cdef double[::1] y_v = y
+    if x_v.shape[0]:
+        sfk_exp(x_v.shape[0], scale, &x_v[0], &y_v[0])
+    return y

@@ -50,6 +50,33 @@ class ShelxExtinction:
         return 1e-3 * lam**3 / sin_2theta
 
 
+def extinction_correction(fc_sq, eps, x):
+    """SHELXL's EXTI applied to Fc^2: y = Fc^2 (1 + x eps Fc^2)^(-1/2).
+
+    For twins pass the twin-weighted sum of the components' Fc^2 (SHELXL
+    manual, EXTI); the derivatives then chain into each component.
+
+    Parameters
+    ----------
+    fc_sq : float64 (m,)
+        Fc^2 on the absolute scale.
+    eps : float64 (m,)
+        From ``ShelxExtinction.eps``.
+    x : float
+
+    Returns
+    -------
+    y, dy_dfc_sq, dy_dx : float64 (m,)
+    """
+    fc_sq = np.asarray(fc_sq, dtype=np.float64)
+    eps = np.asarray(eps, dtype=np.float64)
+    q = 1 + x * eps * fc_sq
+    if not (q > 0).all():
+        raise ScatteringError(f"extinction: 1 + x eps Fc^2 must stay positive (x = {x})")
+    return (fc_sq / np.sqrt(q), q**-1.5 * (1 + 0.5 * x * eps * fc_sq),
+            -0.5 * eps * fc_sq**2 * q**-1.5)
+
+
 def y_calc(f_calc, kind="fc_sq", extinction_eps=None, extinction_x=0.0):
     """Y = |F|^2 or |F| (extinction-corrected when ``extinction_eps`` is given)
     and its partial derivatives, for composing a target in gradient mode.
@@ -74,11 +101,7 @@ def y_calc(f_calc, kind="fc_sq", extinction_eps=None, extinction_x=0.0):
     if extinction_eps is None:
         y, d_i, d_x = i_sq, np.ones_like(i_sq), np.zeros_like(i_sq)
     else:
-        eps = np.asarray(extinction_eps, dtype=np.float64)
-        q = 1 + extinction_x * eps * i_sq
-        y = i_sq / np.sqrt(q)
-        d_i = q**-1.5 * (1 + 0.5 * extinction_x * eps * i_sq)
-        d_x = -0.5 * eps * i_sq**2 * q**-1.5
+        y, d_i, d_x = extinction_correction(i_sq, extinction_eps, extinction_x)
     if kind == "fc":
         y = np.sqrt(y)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -285,9 +308,17 @@ class StructureFactors:
         elif parameter_map.extinction_column >= 0:
             raise ScatteringError("the parameter map has an extinction column but no "
                                   "extinction was given")
-        self._call(_direct.design_rows, parameter_map.columns, KINDS[kind], rows, y, hkl=hkl,
-                   extinction_eps=eps, extinction_x=x,
-                   extinction_column=parameter_map.extinction_column, n_threads=self.n_threads)
+        try:
+            self._call(_direct.design_rows, parameter_map.columns, KINDS[kind], rows, y,
+                       hkl=hkl, extinction_eps=eps, extinction_x=x,
+                       extinction_column=parameter_map.extinction_column,
+                       assign=parameter_map.is_one_to_one(self.scatterers.aniso,
+                                                          extinction is not None),
+                       n_threads=self.n_threads)
+        except ValueError as exc:
+            if isinstance(exc, ScatteringError) or not str(exc).startswith("extinction"):
+                raise
+            raise ScatteringError(str(exc)) from None
         return y, rows
 
     def gradients(self, dT_dA, dT_dB, parameter_map=None):

@@ -19,3 +19,7 @@ __all__ = [
     "form_factor_table", "parse_scattering_type", "ShelxExtinction", "StructureFactors",
     "structure_factors", "y_calc",
 ]
+
+# FFT path and bulk-solvent mask (branch fft)
+from .fft import ACCURACY, FFTError, FFTStructureFactors, grid_shape  # noqa: E402
+from .mask import VDW_RADII_CCTBX, MaskError, SolventMask, f_mask, vdw_radii  # noqa: E402

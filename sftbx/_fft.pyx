@@ -19,8 +19,8 @@ def wrappers; values by sftbx/fft.py).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, sqrt, floor, ceil, cos, sin, M_PI
-from libc.stdlib cimport malloc, free
+from libc.math cimport exp, log, sqrt, floor, ceil, cos, sin, M_PI
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import numpy as np
 
@@ -39,7 +39,7 @@ cdef struct Ellipsoid:
     # The metric in index units and its 2-D Schur complement, for the bounds.
     double m00, m11, m22, m01, m02, m12
     double p00, p11, p01
-    double w0           # sqrt((M^-1)_00): half-width along axis 0 per unit radius
+    double w0, w1, w2   # sqrt((M^-1)_ii): half-widths along the axes per unit radius
 
 
 cdef Ellipsoid _ellipsoid(const double[::1] metric) noexcept nogil:
@@ -53,36 +53,79 @@ cdef Ellipsoid _ellipsoid(const double[::1] metric) noexcept nogil:
     e.p00 = e.m00 - e.m02 * e.m02 / e.m22
     e.p11 = e.m11 - e.m12 * e.m12 / e.m22
     e.p01 = e.m01 - e.m02 * e.m12 / e.m22
-    # (M^-1)_00 = 1 / (P00 - P01^2 / P11)
-    e.w0 = sqrt(1.0 / (e.p00 - e.p01 * e.p01 / e.p11))
+    cdef double det = (e.m00 * (e.m11 * e.m22 - e.m12 * e.m12)
+                       - e.m01 * (e.m01 * e.m22 - e.m12 * e.m02)
+                       + e.m02 * (e.m01 * e.m12 - e.m11 * e.m02))
+    e.w0 = sqrt((e.m11 * e.m22 - e.m12 * e.m12) / det)
+    e.w1 = sqrt((e.m00 * e.m22 - e.m02 * e.m02) / det)
+    e.w2 = sqrt((e.m00 * e.m11 - e.m01 * e.m01) / det)
     return e
+
+
+cdef inline Py_ssize_t _lines(const Ellipsoid *el, double r_sq) noexcept nogil:
+    """An upper bound on the lines of a plane of an atom of radius^2 r_sq."""
+    return 2 * <Py_ssize_t>ceil(sqrt(r_sq) * el.w1) + 3
+
+
+def _line_buffers(Ellipsoid el, const double[::1] radius_sq, int n_threads):
+    cdef Py_ssize_t top = 1, i
+    for i in range(radius_sq.shape[0]):
+        top = max(top, _lines(&el, radius_sq[i]))
+    return np.empty((n_threads, 2 * top), dtype=np.intp), 2 * top
+
+
+cdef inline double _exponent(const double *qg, double d0, double d1, double d2) noexcept nogil:
+    return (-0.5 * (qg[0] * d0 * d0 + qg[1] * d1 * d1 + qg[2] * d2 * d2)
+            - qg[3] * d0 * d1 - qg[4] * d0 * d2 - qg[5] * d1 * d2)
 
 
 cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_sq,
                 int n_terms, const double *amp, const double *quad,
                 Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t n2,
-                double *grid, const double *mapv, double *moments) noexcept nogil:
-    """Visit the points of one atom.  With ``grid`` non-NULL add the density
+                double *grid, const double *mapv, double *moments,
+                Py_ssize_t *klo) noexcept nogil:
+    """Visit the points of one atom (``klo``: room for 2 * _lines(...) indices).  With ``grid`` non-NULL add the density
     there; otherwise accumulate, per term, the moments of mapv * e_g(d):
     moments[10 g + (0; 1..3; 4..9)] = sum m e, sum m e d, sum m e d d^T
-    (00, 11, 22, 01, 02, 12), with e_g the term's exponential (amp excluded)."""
+    (00, 11, 22, 01, 02, 12), with e_g the term's exponential (amp excluded).
+
+    In a plane of constant d0 the exponentials at (d1, K0), K0 the lowest d2
+    of the plane, follow one recurrence along d1 and each line another along
+    d2, so a plane costs three exp() per term.  When an exponent in the
+    atom's box could leave the range of a double the recurrences could
+    underflow, and each point is evaluated directly instead."""
     cdef double r = sqrt(r_sq)
-    cdef double half0 = r * el.w0
-    cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, kk, row
-    cdef double d0, d1, d2, disc, b, cc, sq, lin, e0, val, mv, v
+    cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, k0, kk, row, n_j, jl
+    cdef double d0, d1, d2, disc, b, cc, sq, val, mv, v, box_sq, lam
     cdef double e[MAX_TERMS]
-    cdef double rho[MAX_TERMS]
-    cdef double q[MAX_TERMS]
+    cdef double rk[MAX_TERMS]
+    cdef double ej[MAX_TERMS]
+    cdef double rj[MAX_TERMS]
+    cdef double rkj[MAX_TERMS]
+    cdef double qj[MAX_TERMS]
+    cdef double qk[MAX_TERMS]
+    cdef double sk[MAX_TERMS]
     cdef double l0[MAX_TERMS]
     cdef double l1[MAX_TERMS]
     cdef double l2[MAX_TERMS]
+    cdef Py_ssize_t *khi
     cdef int g
+    cdef bint direct = False
     cdef const double *qg
     cdef double *mo
+    box_sq = r_sq * (el.w0 * el.w0 + el.w1 * el.w1 + el.w2 * el.w2)
     for g in range(n_terms):
-        q[g] = exp(-quad[6 * g + 2])
-    i_lo = <Py_ssize_t>ceil(c0 - half0)
-    i_hi = <Py_ssize_t>floor(c0 + half0)
+        qg = quad + 6 * g
+        qj[g] = exp(-qg[1])
+        qk[g] = exp(-qg[2])
+        sk[g] = exp(-qg[5])
+        lam = qg[0] + qg[1] + qg[2]
+        if 0.5 * lam * box_sq + lam * sqrt(box_sq) > 300:
+            direct = True
+    n_j = _lines(el, r_sq)
+    khi = klo + n_j
+    i_lo = <Py_ssize_t>ceil(c0 - r * el.w0)
+    i_hi = <Py_ssize_t>floor(c0 + r * el.w0)
     for i in range(i_lo, i_hi + 1):
         d0 = i - c0
         disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
@@ -91,34 +134,68 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
         sq = sqrt(disc)
         j_lo = <Py_ssize_t>ceil(c1 + (-el.p01 * d0 - sq) / el.p11)
         j_hi = <Py_ssize_t>floor(c1 + (-el.p01 * d0 + sq) / el.p11)
+        if j_hi < j_lo:
+            continue
+        # the d2 range of each line, and the plane's lowest k
+        k0 = PY_SSIZE_T_MAX
         for j in range(j_lo, j_hi + 1):
+            jl = j - j_lo
             d1 = j - c1
             b = el.m02 * d0 + el.m12 * d1
             cc = el.m00 * d0 * d0 + 2 * el.m01 * d0 * d1 + el.m11 * d1 * d1 - r_sq
             disc = b * b - el.m22 * cc
             if disc < 0:
+                klo[jl] = 1
+                khi[jl] = 0
                 continue
             sq = sqrt(disc)
-            k_lo = <Py_ssize_t>ceil(c2 + (-b - sq) / el.m22)
-            k_hi = <Py_ssize_t>floor(c2 + (-b + sq) / el.m22)
-            if k_hi < k_lo:
-                continue
-            d2 = k_lo - c2
+            klo[jl] = <Py_ssize_t>ceil(c2 + (-b - sq) / el.m22)
+            khi[jl] = <Py_ssize_t>floor(c2 + (-b + sq) / el.m22)
+            if khi[jl] >= klo[jl] and klo[jl] < k0:
+                k0 = klo[jl]
+        if k0 == PY_SSIZE_T_MAX:
+            continue
+        if not direct:
+            d1 = j_lo - c1
+            d2 = k0 - c2
             for g in range(n_terms):
                 qg = quad + 6 * g
-                e0 = -0.5 * (qg[0] * d0 * d0 + qg[1] * d1 * d1) - qg[3] * d0 * d1
-                lin = qg[4] * d0 + qg[5] * d1
-                e[g] = exp(e0 - lin * d2 - 0.5 * qg[2] * d2 * d2)
-                rho[g] = exp(-lin - 0.5 * qg[2] * (2 * d2 + 1))
+                ej[g] = exp(_exponent(qg, d0, d1, d2))
+                rj[g] = exp(-0.5 * qg[1] * (2 * d1 + 1) - qg[3] * d0 - qg[5] * d2)
+                rkj[g] = exp(-0.5 * qg[2] * (2 * d2 + 1) - qg[4] * d0 - qg[5] * d1)
+        for j in range(j_lo, j_hi + 1):
+            jl = j - j_lo
+            k_lo = klo[jl]
+            k_hi = khi[jl]
+            d1 = j - c1
+            if not direct:
+                for g in range(n_terms):
+                    e[g] = ej[g]
+                    rk[g] = rkj[g]
+                    ej[g] = ej[g] * rj[g]
+                    rj[g] = rj[g] * qj[g]
+                    rkj[g] = rkj[g] * sk[g]
+                for k in range(k0, k_lo):
+                    for g in range(n_terms):
+                        e[g] = e[g] * rk[g]
+                        rk[g] = rk[g] * qk[g]
+            if k_hi < k_lo:
+                continue
             row = (_wrap(i, n0) * n1 + _wrap(j, n1)) * n2
             kk = _wrap(k_lo, n2)
+            d2 = k_lo - c2
             if grid != NULL:
                 for k in range(k_lo, k_hi + 1):
                     val = 0
-                    for g in range(n_terms):
-                        val = val + amp[g] * e[g]
-                        e[g] = e[g] * rho[g]
-                        rho[g] = rho[g] * q[g]
+                    if direct:
+                        for g in range(n_terms):
+                            val = val + amp[g] * exp(_exponent(quad + 6 * g, d0, d1, d2))
+                        d2 = d2 + 1
+                    else:
+                        for g in range(n_terms):
+                            val = val + amp[g] * e[g]
+                            e[g] = e[g] * rk[g]
+                            rk[g] = rk[g] * qk[g]
                     grid[row + kk] += val
                     kk = kk + 1
                     if kk == n2:
@@ -131,12 +208,15 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                 for k in range(k_lo, k_hi + 1):
                     mv = mapv[row + kk]
                     for g in range(n_terms):
-                        v = mv * e[g]
+                        if direct:
+                            v = mv * exp(_exponent(quad + 6 * g, d0, d1, d2))
+                        else:
+                            v = mv * e[g]
+                            e[g] = e[g] * rk[g]
+                            rk[g] = rk[g] * qk[g]
                         l0[g] += v
                         l1[g] += v * d2
                         l2[g] += v * d2 * d2
-                        e[g] = e[g] * rho[g]
-                        rho[g] = rho[g] * q[g]
                     d2 = d2 + 1
                     kk = kk + 1
                     if kk == n2:
@@ -188,13 +268,16 @@ def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
     cdef int n_terms = amp.shape[1], tid
     cdef Py_ssize_t n0 = grids.shape[1], n1 = grids.shape[2], n2 = grids.shape[3]
     cdef double *base = &grids[0, 0, 0, 0]
-    cdef Py_ssize_t stride = n0 * n1 * n2
+    cdef Py_ssize_t stride = n0 * n1 * n2, width
     if n == 0:
         return
+    buffers, width = _line_buffers(el, radius_sq, n_threads)
+    cdef Py_ssize_t[:, ::1] buf = buffers
     for a in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
         tid = threadid()
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
-              &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, base + tid * stride, NULL, NULL)
+              &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, base + tid * stride, NULL, NULL,
+              &buf[tid, 0])
 
 
 def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
@@ -217,15 +300,18 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
         raise ValueError("moments: expected shape (n, g, 10)")
     cdef Ellipsoid el = _ellipsoid(metric)
     cdef Py_ssize_t n = centres.shape[0], a
-    cdef int n_terms = amp.shape[1]
-    cdef Py_ssize_t n0 = mapv.shape[0], n1 = mapv.shape[1], n2 = mapv.shape[2]
+    cdef int n_terms = amp.shape[1], tid
+    cdef Py_ssize_t n0 = mapv.shape[0], n1 = mapv.shape[1], n2 = mapv.shape[2], width
     if n == 0:
         return
     moments[:, :, :] = 0
+    buffers, width = _line_buffers(el, radius_sq, n_threads)
+    cdef Py_ssize_t[:, ::1] buf = buffers
     for a in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
+        tid = threadid()
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
               &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, NULL, &mapv[0, 0, 0],
-              &moments[a, 0, 0])
+              &moments[a, 0, 0], &buf[tid, 0])
 
 
 def pick(const double complex[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, ::1] hkl,
@@ -431,3 +517,92 @@ def shrink(const signed char[:, :, ::1] mask, const int[:, ::1] stencil,
                                 _wrap(k + stencil[s, 2], n2)] == 1:
                             out[i, j, k] = 1
                             break
+
+
+def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
+               const double[:, ::1] a, const double[:, ::1] b, double b_add,
+               const double[:, ::1] gstar, const double[::1] shape, double volume,
+               const double[::1] weights, double cutoff, double[:, ::1] amp,
+               double[:, :, ::1] quad, double[:, :, ::1] inv, double[::1] radius_sq):
+    """The Gaussian terms of each atom: U*_ag = U*_a + (b_g + b_add)/(8 pi^2) G*.
+
+    Parameters
+    ----------
+    u_star : float64 (n, 6)      IN  U* of each atom (11, 22, 33, 12, 13, 23)
+    lam_atom : float64 (n,)      IN  largest eigenvalue of each atom's U_cart
+    a, b : float64 (n, g)        IN  Gaussian coefficients (b = 0 for the constant)
+    gstar : float64 (3, 3)       IN  reciprocal metric
+    shape : float64 (3,)         IN  grid size
+    weights : float64 (n,)       IN  occupancy * multiplicity / order_z (for the cut-off)
+    cutoff : float               IN  density (e/A^3) below which the atom is not sampled
+    amp : float64 (n, g)         OUT amplitude per unit weight, a_g / ((2 pi)^3/2 V det(U*)^1/2)
+    quad : float64 (n, g, 6)     OUT D U*^-1 D, D = diag(1/N) (00, 11, 22, 01, 02, 12)
+    inv : float64 (n, g, 6)      OUT U*^-1 (00, 11, 22, 01, 02, 12)
+    radius_sq : float64 (n,)     OUT cut-off radius squared (A^2)
+
+    Returns
+    -------
+    int : index of the first atom with a term whose U* is not positive
+        definite, or -1.
+    """
+    cdef Py_ssize_t n = u_star.shape[0], i, g, n_g = a.shape[1], k
+    cdef double beta, u00, u11, u22, u01, u02, u12, c00, c11, c22, c01, c02, c12, det
+    cdef double norm = (2 * M_PI) ** 1.5 * volume, peak, r2, lam, rmax
+    cdef double s0 = 1.0 / shape[0], s1 = 1.0 / shape[1], s2 = 1.0 / shape[2]
+    cdef Py_ssize_t first_bad = -1
+    if u_star.shape[1] != 6 or lam_atom.shape[0] != n or a.shape[0] != n or b.shape[0] != n \
+            or b.shape[1] != n_g or amp.shape[0] != n or amp.shape[1] != n_g \
+            or quad.shape[0] != n or quad.shape[1] != n_g or quad.shape[2] != 6 \
+            or inv.shape[0] != n or inv.shape[1] != n_g or inv.shape[2] != 6 \
+            or radius_sq.shape[0] != n or weights.shape[0] != n:
+        raise ValueError("atom_terms: arrays of inconsistent shapes")
+    with nogil:
+        for i in range(n):
+            rmax = 0
+            for g in range(n_g):
+                beta = (b[i, g] + b_add) / (8 * M_PI * M_PI)
+                u00 = u_star[i, 0] + beta * gstar[0, 0]
+                u11 = u_star[i, 1] + beta * gstar[1, 1]
+                u22 = u_star[i, 2] + beta * gstar[2, 2]
+                u01 = u_star[i, 3] + beta * gstar[0, 1]
+                u02 = u_star[i, 4] + beta * gstar[0, 2]
+                u12 = u_star[i, 5] + beta * gstar[1, 2]
+                c00 = u11 * u22 - u12 * u12
+                c11 = u00 * u22 - u02 * u02
+                c22 = u00 * u11 - u01 * u01
+                c01 = u02 * u12 - u01 * u22
+                c02 = u01 * u12 - u02 * u11
+                c12 = u01 * u02 - u00 * u12
+                det = u00 * c00 + u01 * c01 + u02 * c02
+                if not (det > 0 and c00 > 0 and u00 > 0):
+                    if first_bad < 0:
+                        first_bad = i
+                    amp[i, g] = 0
+                    for k in range(6):
+                        quad[i, g, k] = 0
+                        inv[i, g, k] = 0
+                    continue
+                amp[i, g] = a[i, g] / (norm * sqrt(det))
+                inv[i, g, 0] = c00 / det
+                inv[i, g, 1] = c11 / det
+                inv[i, g, 2] = c22 / det
+                inv[i, g, 3] = c01 / det
+                inv[i, g, 4] = c02 / det
+                inv[i, g, 5] = c12 / det
+                quad[i, g, 0] = inv[i, g, 0] * s0 * s0
+                quad[i, g, 1] = inv[i, g, 1] * s1 * s1
+                quad[i, g, 2] = inv[i, g, 2] * s2 * s2
+                quad[i, g, 3] = inv[i, g, 3] * s0 * s1
+                quad[i, g, 4] = inv[i, g, 4] * s0 * s2
+                quad[i, g, 5] = inv[i, g, 5] * s1 * s2
+                # the term is below cutoff / n_g beyond r^2 = 2 lam ln(n_g |amp w| / cutoff)
+                lam = lam_atom[i] + beta
+                peak = amp[i, g] * weights[i] * n_g / cutoff
+                if peak < 0:
+                    peak = -peak
+                if peak > 1:
+                    r2 = 2 * lam * log(peak)
+                    if r2 > rmax:
+                        rmax = r2
+            radius_sq[i] = rmax
+    return first_bad

@@ -326,57 +326,48 @@ class FFTStructureFactors:
         u_cart = a @ _sym(u_star) @ a.T
         return EIGHT_PI_SQ * max(float(np.linalg.eigvalsh(u_cart)[:, 0].min()), 0.0)
 
-    def _terms(self):
-        """Per atom and term: amplitude per unit weight (n, g), U*_ag (n, g, 6)
-        and the largest eigenvalue of U_cart,ag (n, g)."""
+    def _atoms(self):
+        """Kernel arrays: centres (index units), amplitudes per unit weight
+        (n, g), quadratic forms (n, g, 6), cut-off radii squared (n,), the
+        weights (n,) and U*_ag^-1 (n, g, 6)."""
         sc = self.scatterers
         check_scatterers(sc)
         if np.any(sc.fdp != 0):
             raise FFTError("f'' is not zero: the FFT path sums a real density; use the direct "
                            "path (sftbx.StructureFactors) for anomalous scattering")
         u_star = self._u_star()
+        lam = sc.u_iso.copy()
+        if sc.aniso.any():
+            orth = np.asarray(self.unit_cell.orthogonalisation)
+            u_cart = orth @ _sym(u_star[sc.aniso]) @ orth.T
+            lam[sc.aniso] = np.linalg.eigvalsh(u_cart)[:, -1]
         if self._b_add_given is not None:
             b_add = self._b_add_given
         else:
             rate = self.settings["rate"]
             want = np.log(1 / self.settings["alias"]) * self.d_min**2 / (rate * (rate - 1)) \
-                if rate > 1 else np.inf
-            b_add = max(0.0, want - self._b_min(u_star)) if np.isfinite(want) else 0.0
+                if rate > 1 else 0.0
+            b_add = max(0.0, want - self._b_min(u_star))
         self.b_add = b_add
         t = self.type_index
         a = np.concatenate([self.ff_a[t], (self.ff_c[t] + sc.fp)[:, None]], axis=1)
         b = np.concatenate([self.ff_b[t], np.zeros((len(sc), 1))], axis=1)
         keep = np.any(a != 0, axis=0)
-        a, b = a[:, keep], b[:, keep]
-        gs = np.array([self.gstar[0, 0], self.gstar[1, 1], self.gstar[2, 2],
-                       self.gstar[0, 1], self.gstar[0, 2], self.gstar[1, 2]])
-        u_terms = u_star[:, None, :] + ((b + b_add) / EIGHT_PI_SQ)[:, :, None] * gs
-        m = _sym(u_terms)
-        det = np.linalg.det(m)
-        if not (det > 0).all():
-            raise FFTError("an atom with zero ADP needs a blur: give b_add > 0")
-        amp = a / ((2 * np.pi)**1.5 * self.unit_cell.volume * np.sqrt(det))
-        orth = np.asarray(self.unit_cell.orthogonalisation)
-        lam = np.linalg.eigvalsh(orth @ m @ orth.T)[..., -1]
-        return amp, m, lam
-
-    def _atoms(self):
-        """Kernel arrays: centres, amplitudes per unit weight, quadratic forms,
-        cut-off radii squared; and the U*_ag matrices."""
-        amp, m, lam = self._terms()
-        n_g = amp.shape[1]
-        inv = np.linalg.inv(m)
-        dn = 1.0 / np.asarray(self.shape, dtype=np.float64)
-        q = inv * np.outer(dn, dn)
-        quad = np.stack([q[..., 0, 0], q[..., 1, 1], q[..., 2, 2], q[..., 0, 1], q[..., 0, 2],
-                         q[..., 1, 2]], axis=-1)
-        weights = self.scatterers.occupancies * self.site_weights
-        peak = np.abs(amp * weights[:, None]) * n_g / self.settings["cutoff"]
-        with np.errstate(divide="ignore"):
-            r_sq = np.where(peak > 1, 2 * lam * np.log(np.maximum(peak, 1)), 0.0).max(axis=1)
-        centres = np.mod(self.scatterers.sites_frac, 1.0) * np.asarray(self.shape)
-        return (np.ascontiguousarray(centres), np.ascontiguousarray(amp),
-                np.ascontiguousarray(quad), np.ascontiguousarray(r_sq), weights, inv)
+        a, b = np.ascontiguousarray(a[:, keep]), np.ascontiguousarray(b[:, keep])
+        n, n_g = a.shape
+        weights = sc.occupancies * self.site_weights
+        amp, r_sq = np.empty((n, n_g)), np.empty(n)
+        quad, inv = np.empty((n, n_g, 6)), np.empty((n, n_g, 6))
+        bad = _fft.atom_terms(np.ascontiguousarray(u_star), lam, a, b, b_add,
+                              np.ascontiguousarray(self.gstar),
+                              np.asarray(self.shape, dtype=np.float64),
+                              float(self.unit_cell.volume), weights, self.settings["cutoff"],
+                              amp, quad, inv, r_sq)
+        if bad >= 0:
+            raise FFTError(f"atom {sc.labels[bad]!r} ({sc.elements[bad]}) has a zero ADP: give "
+                           f"b_add > 0")
+        centres = np.mod(sc.sites_frac, 1.0) * np.asarray(self.shape)
+        return np.ascontiguousarray(centres), amp, quad, r_sq, weights, inv
 
     def density(self):
         """The blurred density of the asymmetric unit's atoms on the grid
@@ -458,7 +449,8 @@ class FFTStructureFactors:
         nn = np.asarray(self.shape, dtype=np.float64)
         s0 = mom[..., 0]
         s1 = mom[..., 1:4]
-        s2 = _sym(mom[..., 4:10][..., [0, 1, 2, 3, 4, 5]])
+        s2 = _sym(mom[..., 4:10])
+        inv = _sym(inv)
         wamp = amp * weights[:, None]
         # sites: sum_g amp_g N_i (Q_g S1_g)_i, Q_g = D W_g D
         q = inv / np.outer(nn, nn)
@@ -505,3 +497,46 @@ class FFTStructureFactors:
         used = cols >= 0
         np.add.at(out, cols[used], per_atom[used])
         return out
+
+
+def scatterers_from_gemmi(structure, model_index=0, min_u=1e-5):
+    """Unit cell, space group and scatterers of a gemmi.Structure's model
+    (neutral atoms; B or anisotropic U from the file).  Anisotropic U's
+    with an eigenvalue below ``min_u`` (A^2; deposited U's rounded to four
+    digits can be slightly non-positive-definite) have it raised to min_u.
+
+    Returns
+    -------
+    unit_cell : sgtbx.UnitCell
+    space_group : sgtbx.SpaceGroup
+    scatterers : Scatterers
+    """
+    from sgtbx import SpaceGroup, UnitCell
+    cell = structure.cell
+    unit_cell = UnitCell(cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma)
+    space_group = SpaceGroup(structure.spacegroup_hm)
+    elements, sites, occ, u_iso, u_cart, aniso, labels = [], [], [], [], [], [], []
+    for chain in structure[model_index]:
+        for residue in chain:
+            for atom in residue:
+                elements.append(atom.element.name)
+                sites.append(cell.fractionalize(atom.pos).tolist())
+                occ.append(atom.occ)
+                u_iso.append(atom.b_iso / EIGHT_PI_SQ)
+                a = atom.aniso
+                aniso.append(a.nonzero())
+                u_cart.append([a.u11, a.u22, a.u33, a.u12, a.u13, a.u23])
+                labels.append(f"{chain.name}/{residue.name}{residue.seqid.num}"
+                              f"{residue.seqid.icode.strip()}/{atom.name}"
+                              + (f".{atom.altloc}" if atom.altloc != "\0" else ""))
+    u_cart = _sym(np.array(u_cart, dtype=np.float64).reshape(-1, 6))
+    if len(u_cart):
+        # deposited U's rounded to 4 digits can be slightly non-positive-definite
+        val, vec = np.linalg.eigh(u_cart)
+        low = np.array(aniso, dtype=bool) & (val[:, 0] < min_u)
+        val[low] = np.maximum(val[low], min_u)
+        u_cart[low] = np.einsum("nij,nj,nkj->nik", vec[low], val[low], vec[low])
+    u_star = unit_cell.u_cart_as_u_star(u_cart[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]])
+    scatterers = Scatterers(elements, np.array(sites), occ, u_iso, u_star=u_star,
+                            aniso=np.array(aniso, dtype=bool), labels=labels)
+    return unit_cell, space_group, scatterers

@@ -53,8 +53,8 @@ EIGHT_PI_SQ = 8.0 * np.pi**2
 # rate: grid spacing <= d_min / (2 rate); alias: target aliasing level that
 # fixes B_add; cutoff: density (e/A^3) below which an atom is not sampled.
 ACCURACY = {
-    "default": dict(rate=1.5, alias=1e-3, cutoff=1e-3),
-    "fine": dict(rate=2.0, alias=1e-7, cutoff=1e-7),
+    "default": dict(rate=1.5, alias=0.03, cutoff=1e-3),
+    "fine": dict(rate=1.5, alias=1e-4, cutoff=1e-6),
 }
 
 
@@ -247,6 +247,7 @@ class FFTStructureFactors:
             raise FFTError("scatterers: expected an sftbx.Scatterers table")
         if len(scatterers) == 0:
             raise FFTError("scatterers: the structure has no atoms")
+        check_scatterers(scatterers)
         if accuracy not in ACCURACY:
             raise FFTError(f"accuracy {accuracy!r}: expected one of {', '.join(ACCURACY)}")
         self.n_threads = int(n_threads)

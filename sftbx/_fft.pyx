@@ -19,7 +19,7 @@ def wrappers; values by sftbx/fft.py).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, log, sqrt, floor, ceil, cos, sin, M_PI
+from libc.math cimport exp, log, fabs, sqrt, floor, ceil, cos, sin, M_PI
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import numpy as np
@@ -522,7 +522,7 @@ def shrink(const signed char[:, :, ::1] mask, const int[:, ::1] stencil,
 def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
                const double[:, ::1] a, const double[:, ::1] b, double b_add,
                const double[:, ::1] gstar, const double[::1] shape, double volume,
-               const double[::1] weights, double cutoff, double[:, ::1] amp,
+               double cutoff, double[:, ::1] amp,
                double[:, :, ::1] quad, double[:, :, ::1] inv, double[::1] radius_sq):
     """The Gaussian terms of each atom: U*_ag = U*_a + (b_g + b_add)/(8 pi^2) G*.
 
@@ -533,8 +533,9 @@ def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
     a, b : float64 (n, g)        IN  Gaussian coefficients (b = 0 for the constant)
     gstar : float64 (3, 3)       IN  reciprocal metric
     shape : float64 (3,)         IN  grid size
-    weights : float64 (n,)       IN  occupancy * multiplicity / order_z (for the cut-off)
-    cutoff : float               IN  density (e/A^3) below which the atom is not sampled
+    cutoff : float               IN  relative cut-off: term g is sampled out to where its
+                                     peak a_g has fallen to cutoff * sum|a| / g, so that the
+                                     mass left out is ~cutoff of the atom's
     amp : float64 (n, g)         OUT amplitude per unit weight, a_g / ((2 pi)^3/2 V det(U*)^1/2)
     quad : float64 (n, g, 6)     OUT D U*^-1 D, D = diag(1/N) (00, 11, 22, 01, 02, 12)
     inv : float64 (n, g, 6)      OUT U*^-1 (00, 11, 22, 01, 02, 12)
@@ -547,18 +548,21 @@ def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
     """
     cdef Py_ssize_t n = u_star.shape[0], i, g, n_g = a.shape[1], k
     cdef double beta, u00, u11, u22, u01, u02, u12, c00, c11, c22, c01, c02, c12, det
-    cdef double norm = (2 * M_PI) ** 1.5 * volume, peak, r2, lam, rmax
+    cdef double norm = (2 * M_PI) ** 1.5 * volume, peak, r2, lam, rmax, total
     cdef double s0 = 1.0 / shape[0], s1 = 1.0 / shape[1], s2 = 1.0 / shape[2]
     cdef Py_ssize_t first_bad = -1
     if u_star.shape[1] != 6 or lam_atom.shape[0] != n or a.shape[0] != n or b.shape[0] != n \
             or b.shape[1] != n_g or amp.shape[0] != n or amp.shape[1] != n_g \
             or quad.shape[0] != n or quad.shape[1] != n_g or quad.shape[2] != 6 \
             or inv.shape[0] != n or inv.shape[1] != n_g or inv.shape[2] != 6 \
-            or radius_sq.shape[0] != n or weights.shape[0] != n:
+            or radius_sq.shape[0] != n:
         raise ValueError("atom_terms: arrays of inconsistent shapes")
     with nogil:
         for i in range(n):
             rmax = 0
+            total = 0
+            for g in range(n_g):
+                total = total + fabs(a[i, g])
             for g in range(n_g):
                 beta = (b[i, g] + b_add) / (8 * M_PI * M_PI)
                 u00 = u_star[i, 0] + beta * gstar[0, 0]
@@ -595,11 +599,8 @@ def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
                 quad[i, g, 3] = inv[i, g, 3] * s0 * s1
                 quad[i, g, 4] = inv[i, g, 4] * s0 * s2
                 quad[i, g, 5] = inv[i, g, 5] * s1 * s2
-                # the term is below cutoff / n_g beyond r^2 = 2 lam ln(n_g |amp w| / cutoff)
                 lam = lam_atom[i] + beta
-                peak = amp[i, g] * weights[i] * n_g / cutoff
-                if peak < 0:
-                    peak = -peak
+                peak = fabs(a[i, g]) * n_g / (cutoff * total)
                 if peak > 1:
                     r2 = 2 * lam * log(peak)
                     if r2 > rmax:

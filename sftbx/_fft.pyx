@@ -442,29 +442,36 @@ def scatter(const double complex[::1] coefficients, const int[:, ::1] hkl,
 
 
 def mark_spheres(const double[:, ::1] centres, const double[::1] radius_sq,
-                 const double[::1] metric, signed char[:, :, ::1] mask, signed char value):
-    """Set the points within each sphere (centre in index units, radius in
-    Angstrom) to ``value``.
+                 const double[::1] core_sq, const double[::1] metric,
+                 signed char[:, :, ::1] mask):
+    """Mark the atoms' spheres on a mask of 1 (solvent): points within the
+    core radius become 2, the others within the radius 0 unless they are 2
+    already.  (A core point, nearer an atom than radius - r_shrink, keeps
+    only macromolecule within r_shrink, so the shrinking need not look at
+    it.)
 
     Parameters
     ----------
-    centres : float64 (n, 3)      IN
-    radius_sq : float64 (n,)      IN
+    centres : float64 (n, 3)      IN  index units
+    radius_sq, core_sq : float64 (n,)  IN  Angstrom^2
     metric : float64 (6,)         IN  metric in index units
     mask : int8 (N0, N1, N2)      IN/OUT
     """
-    if centres.shape[1] != 3 or radius_sq.shape[0] != centres.shape[0] or metric.shape[0] != 6:
+    if centres.shape[1] != 3 or radius_sq.shape[0] != centres.shape[0] \
+            or core_sq.shape[0] != centres.shape[0] or metric.shape[0] != 6:
         raise ValueError("mark_spheres: arrays of inconsistent shapes")
     cdef Ellipsoid el = _ellipsoid(metric)
     cdef Py_ssize_t n = centres.shape[0], a, i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi
     cdef Py_ssize_t n0 = mask.shape[0], n1 = mask.shape[1], n2 = mask.shape[2], ii, jj
-    cdef double c0, c1, c2, r_sq, d0, d1, disc, sq, b, cc, half0
+    cdef double c0, c1, c2, r_sq, d0, d1, d2, disc, sq, b, cc, half0, q, in_sq
+    cdef signed char *p
     with nogil:
         for a in range(n):
             c0 = centres[a, 0]
             c1 = centres[a, 1]
             c2 = centres[a, 2]
             r_sq = radius_sq[a]
+            in_sq = core_sq[a]
             half0 = sqrt(r_sq) * el.w0
             i_lo = <Py_ssize_t>ceil(c0 - half0)
             i_hi = <Py_ssize_t>floor(c0 + half0)
@@ -488,35 +495,58 @@ def mark_spheres(const double[:, ::1] centres, const double[::1] radius_sq,
                     k_lo = <Py_ssize_t>ceil(c2 + (-b - sq) / el.m22)
                     k_hi = <Py_ssize_t>floor(c2 + (-b + sq) / el.m22)
                     jj = _wrap(j, n1)
+                    q = cc + r_sq
                     for k in range(k_lo, k_hi + 1):
-                        mask[ii, jj, _wrap(k, n2)] = value
+                        d2 = k - c2
+                        p = &mask[ii, jj, _wrap(k, n2)]
+                        if q + d2 * (2 * b + el.m22 * d2) <= in_sq:
+                            p[0] = 2
+                        elif p[0] == 1:
+                            p[0] = 0
 
 
 def shrink(const signed char[:, :, ::1] mask, const int[:, ::1] stencil,
            signed char[:, :, ::1] out, int n_threads=1):
-    """out = mask, except that points of value 0 with a point of value 1 at
-    one of the stencil offsets become 1.
+    """out = 1 where mask is 1, or 0 with a point of value 1 at one of the
+    stencil offsets; else 0.
 
     Parameters
     ----------
-    mask : int8 (N0, N1, N2)     IN   1 solvent, 0 not
+    mask : int8 (N0, N1, N2)     IN   1 solvent, 0 or 2 not
     stencil : int32 (s, 3)       IN   offsets in grid points
     out : int8 (N0, N1, N2)      OUT
     """
     cdef Py_ssize_t n0 = mask.shape[0], n1 = mask.shape[1], n2 = mask.shape[2]
-    cdef Py_ssize_t i, j, k, s, n_s = stencil.shape[0]
+    cdef Py_ssize_t i, j, k, s, n_s = stencil.shape[0], idx
+    cdef Py_ssize_t h0 = 0, h1 = 0, h2 = 0
+    cdef bint inner
+    cdef const signed char *base = &mask[0, 0, 0]
     if stencil.shape[1] != 3 or out.shape[0] != n0 or out.shape[1] != n1 or out.shape[2] != n2:
         raise ValueError("shrink: arrays of inconsistent shapes")
+    for s in range(n_s):
+        h0 = max(h0, abs(stencil[s, 0]))
+        h1 = max(h1, abs(stencil[s, 1]))
+        h2 = max(h2, abs(stencil[s, 2]))
+    offsets = np.array([(stencil[s, 0] * n1 + stencil[s, 1]) * n2 + stencil[s, 2]
+                        for s in range(n_s)], dtype=np.intp)
+    cdef Py_ssize_t[::1] off = offsets
     for i in prange(n0, nogil=True, num_threads=n_threads, schedule="static"):
         for j in range(n1):
             for k in range(n2):
-                out[i, j, k] = mask[i, j, k]
-                if mask[i, j, k] == 0:
-                    for s in range(n_s):
-                        if mask[_wrap(i + stencil[s, 0], n0), _wrap(j + stencil[s, 1], n1),
-                                _wrap(k + stencil[s, 2], n2)] == 1:
+                idx = (i * n1 + j) * n2 + k
+                out[i, j, k] = 1 if base[idx] == 1 else 0
+                if base[idx] != 0:
+                    continue
+                inner = (h0 <= i < n0 - h0 and h1 <= j < n1 - h1 and h2 <= k < n2 - h2)
+                for s in range(n_s):
+                    if inner:
+                        if base[idx + off[s]] == 1:
                             out[i, j, k] = 1
                             break
+                    elif mask[_wrap(i + stencil[s, 0], n0), _wrap(j + stencil[s, 1], n1),
+                              _wrap(k + stencil[s, 2], n2)] == 1:
+                        out[i, j, k] = 1
+                        break
 
 
 def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,

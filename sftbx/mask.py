@@ -55,16 +55,21 @@ class MaskError(ScatteringError):
 def vdw_radii(elements):
     """The cctbx van der Waals radius of each element (ions as their
     element), float64 (n,)."""
-    out = np.empty(len(elements))
-    for i, name in enumerate(elements):
-        try:
-            symbol, _ = parse_scattering_type(name)
-        except ScatteringError as exc:
-            raise MaskError(str(exc)) from None
+    names, index = np.unique(np.asarray(elements, dtype=str), return_inverse=True)
+    radii = np.empty(len(names))
+    for i, name in enumerate(names):
+        symbol = _symbol(name)
         if symbol not in VDW_RADII_CCTBX:
             raise MaskError(f"element {name!r}: no van der Waals radius in the cctbx table")
-        out[i] = VDW_RADII_CCTBX[symbol]
-    return out
+        radii[i] = VDW_RADII_CCTBX[symbol]
+    return radii[index].reshape(len(elements))
+
+
+def _symbol(name):
+    try:
+        return parse_scattering_type(name)[0]
+    except ScatteringError as exc:
+        raise MaskError(str(exc)) from None
 
 
 def mask_grid_shape(unit_cell, space_group, d_min):
@@ -130,22 +135,22 @@ class SolventMask:
         radii = np.asarray(radii, dtype=np.float64)
         if radii.shape != (len(scatterers),) or not (np.isfinite(radii) & (radii >= 0)).all():
             raise MaskError(f"radii: expected {len(scatterers)} finite values >= 0")
-        heavy = np.array([parse_scattering_type(e)[0] not in ("H", "D")
-                          for e in scatterers.elements], dtype=bool)
+        names, index = np.unique(np.asarray(scatterers.elements, dtype=str), return_inverse=True)
+        heavy = np.array([_symbol(e) not in ("H", "D") for e in names], dtype=bool)[index]
         used = heavy & (scatterers.occupancies > 0)
         rot = np.asarray(space_group.rotations, dtype=np.float64)
         tra = np.asarray(space_group.translations, dtype=np.float64)
         images = np.einsum("kij,nj->kni", rot, sites[used]) + tra[:, None, :]
         centres = np.mod(images.reshape(-1, 3), 1.0) * np.asarray(shape)
         r_sq = np.tile((radii[used] + r_probe)**2, len(rot))
+        core = np.maximum(np.tile(radii[used] + r_probe - r_shrink, len(rot)), 0)**2
         metric = _index_metric(unit_cell, shape)
         grid = np.ones(shape, dtype=np.int8)
-        _fft.mark_spheres(np.ascontiguousarray(centres), np.ascontiguousarray(r_sq), metric,
-                          grid, 0)
-        if r_shrink > 0:
-            out = np.empty_like(grid)
-            _fft.shrink(grid, self._stencil(metric, r_shrink), out, n_threads=int(n_threads))
-            grid = out
+        _fft.mark_spheres(np.ascontiguousarray(centres), np.ascontiguousarray(r_sq),
+                          np.ascontiguousarray(core), metric, grid)
+        out = np.empty_like(grid)
+        _fft.shrink(grid, self._stencil(metric, r_shrink), out, n_threads=int(n_threads))
+        grid = out
         self.data = grid
         self.n_threads = int(n_threads)
         self.solvent_fraction = float(grid.mean())

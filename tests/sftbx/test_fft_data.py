@@ -23,8 +23,11 @@ MODELS = {
 }
 
 
-def load(macro_data, name, n_hkl=300, seed=0):
-    path, d_min = MODELS[name]
+def load(macro_data, name, n_hkl=300, seed=0, d_min=None):
+    """gemmi structure, cell, group, scatterers, a random subset of hkl to
+    d_min (default: the data's), d_min and the site multiplicities."""
+    path, d_data = MODELS[name]
+    d_min = d_data if d_min is None else d_min
     st = gemmi.read_structure(str(macro_data / path))
     uc, sg, sc = scatterers_from_gemmi(st)
     rng = np.random.default_rng(seed)

@@ -21,5 +21,6 @@ __all__ = [
 ]
 
 # FFT path and bulk-solvent mask (branch fft)
-from .fft import ACCURACY, FFTError, FFTStructureFactors, grid_shape  # noqa: E402
+from .fft import (ACCURACY, FFTError, FFTStructureFactors, grid_shape,  # noqa: E402
+                  structure_factor_calculator)
 from .mask import VDW_RADII_CCTBX, MaskError, SolventMask, f_mask, vdw_radii  # noqa: E402

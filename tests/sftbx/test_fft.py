@@ -265,3 +265,22 @@ def test_other_bad_input():
     sc.aniso[:] = False
     with pytest.raises(FFTError, match="zero ADP"):
         FFTStructureFactors(uc, sg, sc, hkl, b_add=0).f_calc()
+
+
+def test_calculator_chosen_by_size_or_caller():
+    uc, sg, sc = random_structure("P 1 21/c 1", n=10)
+    small = general_hkl(uc, sg, 2.0)
+    assert isinstance(sftbx.structure_factor_calculator(uc, sg, sc, small), StructureFactors)
+    assert isinstance(sftbx.structure_factor_calculator(uc, sg, sc, small, algorithm="fft"),
+                      FFTStructureFactors)
+    uc, sg, sc = random_structure("P 1 21/c 1", n=1000, seed=1)
+    large = general_hkl(uc, sg, 0.9)
+    assert len(sc) * len(large) * sg.order_z > sftbx.fft.AUTO_FFT_TERMS
+    calc = sftbx.structure_factor_calculator(uc, sg, sc, large, accuracy="fine")
+    assert isinstance(calc, FFTStructureFactors)
+    sc.fdp[0] = 1.0
+    assert isinstance(sftbx.structure_factor_calculator(uc, sg, sc, large), StructureFactors)
+    with pytest.raises(FFTError, match="FFT path only"):
+        sftbx.structure_factor_calculator(uc, sg, sc, small, algorithm="direct", accuracy="fine")
+    with pytest.raises(FFTError, match="algorithm"):
+        sftbx.structure_factor_calculator(uc, sg, sc, small, algorithm="best")

@@ -273,8 +273,8 @@ def test_calculator_chosen_by_size_or_caller():
     assert isinstance(sftbx.structure_factor_calculator(uc, sg, sc, small), StructureFactors)
     assert isinstance(sftbx.structure_factor_calculator(uc, sg, sc, small, algorithm="fft"),
                       FFTStructureFactors)
-    uc, sg, sc = random_structure("P 1 21/c 1", n=1000, seed=1)
-    large = general_hkl(uc, sg, 0.9)
+    uc, sg, sc = random_structure("P 1 21/c 1", n=1500, seed=1)
+    large = general_hkl(uc, sg, 0.8)
     assert len(sc) * len(large) * sg.order_z > sftbx.fft.AUTO_FFT_TERMS
     calc = sftbx.structure_factor_calculator(uc, sg, sc, large, accuracy="fine")
     assert isinstance(calc, FFTStructureFactors)

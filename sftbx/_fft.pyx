@@ -25,7 +25,11 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 import numpy as np
 
 cdef enum:
-    MAX_TERMS = 8
+    # Every atom has exactly NT Gaussian terms (fft.py pads with zero
+    # amplitudes): a constant trip count lets the compiler keep the
+    # recurrences in registers.
+    NT = 6
+    MAX_TERMS = NT
 
 
 cdef inline Py_ssize_t _wrap(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
@@ -158,7 +162,7 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
         if not direct:
             d1 = j_lo - c1
             d2 = k0 - c2
-            for g in range(n_terms):
+            for g in range(NT):
                 qg = quad + 6 * g
                 ej[g] = exp(_exponent(qg, d0, d1, d2))
                 rj[g] = exp(-0.5 * qg[1] * (2 * d1 + 1) - qg[3] * d0 - qg[5] * d2)
@@ -169,14 +173,14 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
             k_hi = khi[jl]
             d1 = j - c1
             if not direct:
-                for g in range(n_terms):
+                for g in range(NT):
                     e[g] = ej[g]
                     rk[g] = rkj[g]
                     ej[g] = ej[g] * rj[g]
                     rj[g] = rj[g] * qj[g]
                     rkj[g] = rkj[g] * sk[g]
                 for k in range(k0, k_lo):
-                    for g in range(n_terms):
+                    for g in range(NT):
                         e[g] = e[g] * rk[g]
                         rk[g] = rk[g] * qk[g]
             if k_hi < k_lo:
@@ -184,30 +188,36 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
             row = (_wrap(i, n0) * n1 + _wrap(j, n1)) * n2
             kk = _wrap(k_lo, n2)
             d2 = k_lo - c2
-            if grid != NULL:
+            if grid != NULL and direct:
                 for k in range(k_lo, k_hi + 1):
                     val = 0
-                    if direct:
-                        for g in range(n_terms):
-                            val = val + amp[g] * exp(_exponent(quad + 6 * g, d0, d1, d2))
-                        d2 = d2 + 1
-                    else:
-                        for g in range(n_terms):
-                            val = val + amp[g] * e[g]
-                            e[g] = e[g] * rk[g]
-                            rk[g] = rk[g] * qk[g]
+                    for g in range(NT):
+                        val = val + amp[g] * exp(_exponent(quad + 6 * g, d0, d1, d2))
+                    d2 = d2 + 1
+                    grid[row + kk] += val
+                    kk = kk + 1
+                    if kk == n2:
+                        kk = 0
+            elif grid != NULL:
+                for k in range(k_lo, k_hi + 1):
+                    # a tree sum (NT = 6), not one chain of dependent additions
+                    val = ((amp[0] * e[0] + amp[1] * e[1]) + (amp[2] * e[2] + amp[3] * e[3])
+                           + (amp[4] * e[4] + amp[5] * e[5]))
+                    for g in range(NT):
+                        e[g] = e[g] * rk[g]
+                        rk[g] = rk[g] * qk[g]
                     grid[row + kk] += val
                     kk = kk + 1
                     if kk == n2:
                         kk = 0
             else:
-                for g in range(n_terms):
+                for g in range(NT):
                     l0[g] = 0
                     l1[g] = 0
                     l2[g] = 0
                 for k in range(k_lo, k_hi + 1):
                     mv = mapv[row + kk]
-                    for g in range(n_terms):
+                    for g in range(NT):
                         if direct:
                             v = mv * exp(_exponent(quad + 6 * g, d0, d1, d2))
                         else:
@@ -221,7 +231,7 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                     kk = kk + 1
                     if kk == n2:
                         kk = 0
-                for g in range(n_terms):
+                for g in range(NT):
                     mo = moments + 10 * g
                     mo[0] += l0[g]
                     mo[1] += d0 * l0[g]
@@ -241,8 +251,11 @@ def _check_atoms(centres, amp, quad, radius_sq, metric):
             or quad.shape[1] != amp.shape[1] or quad.shape[2] != 6 \
             or radius_sq.shape[0] != n or metric.shape[0] != 6:
         raise ValueError("atom arrays of inconsistent shapes")
-    if amp.shape[1] > MAX_TERMS:
-        raise ValueError(f"at most {MAX_TERMS} Gaussian terms per atom")
+    if amp.shape[1] != NT:
+        raise ValueError(f"exactly {NT} Gaussian terms per atom (pad with zero amplitudes)")
+
+
+N_TERMS = NT
 
 
 def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
@@ -576,7 +589,7 @@ def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
     int : index of the first atom with a term whose U* is not positive
         definite, or -1.
     """
-    cdef Py_ssize_t n = u_star.shape[0], i, g, n_g = a.shape[1], k
+    cdef Py_ssize_t n = u_star.shape[0], i, g, n_g = a.shape[1], k, n_real
     cdef double beta, u00, u11, u22, u01, u02, u12, c00, c11, c22, c01, c02, c12, det
     cdef double norm = (2 * M_PI) ** 1.5 * volume, peak, r2, lam, rmax, total
     cdef double s0 = 1.0 / shape[0], s1 = 1.0 / shape[1], s2 = 1.0 / shape[2]
@@ -591,8 +604,11 @@ def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
         for i in range(n):
             rmax = 0
             total = 0
+            n_real = 0
             for g in range(n_g):
                 total = total + fabs(a[i, g])
+                if a[i, g] != 0:
+                    n_real = n_real + 1
             for g in range(n_g):
                 beta = (b[i, g] + b_add) / (8 * M_PI * M_PI)
                 u00 = u_star[i, 0] + beta * gstar[0, 0]
@@ -630,7 +646,7 @@ def atom_terms(const double[:, ::1] u_star, const double[::1] lam_atom,
                 quad[i, g, 4] = inv[i, g, 4] * s0 * s2
                 quad[i, g, 5] = inv[i, g, 5] * s1 * s2
                 lam = lam_atom[i] + beta
-                peak = fabs(a[i, g]) * n_g / (cutoff * total)
+                peak = fabs(a[i, g]) * n_real / (cutoff * total)
                 if peak > 1:
                     r2 = 2 * lam * log(peak)
                     if r2 > rmax:

@@ -71,12 +71,14 @@ def _lcm(a, b):
 
 
 def _is_fast(n, factor):
+    """n is a multiple of factor and of the form 2^a 3^b 5^c with c <= 1
+    (pocketfft is markedly slower on lengths with more factors 5)."""
     if n % factor:
         return False
-    for p in (2, 3, 5):
+    for p in (2, 3):
         while n % p == 0:
             n //= p
-    return n == 1
+    return n in (1, 5)
 
 
 def grid_shape(unit_cell, space_group, d_min, rate=1.5, symmetry=True):
@@ -357,7 +359,10 @@ class FFTStructureFactors:
         a = np.concatenate([self.ff_a[t], (self.ff_c[t] + sc.fp)[:, None]], axis=1)
         b = np.concatenate([self.ff_b[t], np.zeros((len(sc), 1))], axis=1)
         keep = np.any(a != 0, axis=0)
-        a, b = np.ascontiguousarray(a[:, keep]), np.ascontiguousarray(b[:, keep])
+        a, b = a[:, keep], b[:, keep]
+        # the kernels take exactly N_TERMS terms: pad with zero amplitudes
+        pad = ((0, 0), (0, _fft.N_TERMS - a.shape[1]))
+        a, b = np.ascontiguousarray(np.pad(a, pad)), np.ascontiguousarray(np.pad(b, pad))
         n, n_g = a.shape
         weights = sc.occupancies * self.site_weights
         amp, r_sq = np.empty((n, n_g)), np.empty(n)

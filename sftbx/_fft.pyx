@@ -26,9 +26,10 @@ import numpy as np
 
 cdef enum:
     # Every atom has exactly NT Gaussian terms (fft.py pads with zero
-    # amplitudes): a constant trip count lets the compiler keep the
-    # recurrences in registers.
-    NT = 6
+    # amplitudes; IT92 has four Gaussians and the constant, the electron
+    # table five Gaussians, neutrons the constant alone): a constant trip
+    # count lets the compiler keep the recurrences in registers.
+    NT = 5
     MAX_TERMS = NT
 
 
@@ -86,7 +87,7 @@ cdef inline double _exponent(const double *qg, double d0, double d1, double d2) 
 cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_sq,
                 int n_terms, const double *amp, const double *quad,
                 Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t n2,
-                double *grid, const double *mapv, double *moments,
+                double *grid, const float *mapv, double *moments,
                 Py_ssize_t *klo) noexcept nogil:
     """Visit the points of one atom (``klo``: room for 2 * _lines(...) indices).  With ``grid`` non-NULL add the density
     there; otherwise accumulate, per term, the moments of mapv * e_g(d):
@@ -200,9 +201,9 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                         kk = 0
             elif grid != NULL:
                 for k in range(k_lo, k_hi + 1):
-                    # a tree sum (NT = 6), not one chain of dependent additions
+                    # a tree sum (NT = 5), not one chain of dependent additions
                     val = ((amp[0] * e[0] + amp[1] * e[1]) + (amp[2] * e[2] + amp[3] * e[3])
-                           + (amp[4] * e[4] + amp[5] * e[5]))
+                           + amp[4] * e[4])
                     for g in range(NT):
                         e[g] = e[g] * rk[g]
                         rk[g] = rk[g] * qk[g]
@@ -295,7 +296,7 @@ def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
 
 def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
                 const double[:, :, ::1] quad, const double[::1] radius_sq,
-                const double[::1] metric, const double[:, :, ::1] mapv,
+                const double[::1] metric, const float[:, :, ::1] mapv,
                 double[:, :, ::1] moments, int n_threads=1):
     """Moments of a map times each term's exponential over each atom's points.
 
@@ -303,7 +304,7 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
     ----------
     centres, quad, radius_sq, metric : as for ``sample_density`` (``amp``
         only fixes the number of terms)
-    mapv : float64 (N0, N1, N2)      IN
+    mapv : float32 (N0, N1, N2)      IN
     moments : float64 (n, g, 10)     OUT  sum m e, sum m e d (3), sum m e d d^T
                                      (00, 11, 22, 01, 02, 12), d in index units
     """

@@ -242,6 +242,8 @@ class FFTStructureFactors:
     ----------
     shape : tuple of 3 int
     b_add : float
+        The blur of the last evaluation (A^2; it follows the smallest B when
+        not given).
     """
 
     def __init__(self, unit_cell, space_group, scatterers, hkl, table="it92",

@@ -5,7 +5,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from sgtbx import CrystallographyError, SpaceGroup, UnitCell
+from sgtbx import CrystallographyError, SpaceGroup, UnitCell, complete_set
 from sftbx import MaskError, Scatterers, SolventMask, f_mask, vdw_radii
 from test_fft_data import load
 
@@ -89,3 +89,31 @@ def test_bad_input():
         f_mask(uc, sg, sc, [[40, 0, 0]], d_min=3.0)
     with pytest.raises(MaskError, match="no van der Waals radius"):
         vdw_radii(["Og"])
+
+
+@pytest.mark.parametrize("symbol, cell", [
+    ("R -3 :H", (20.0, 20.0, 17.0, 90.0, 90.0, 120.0)),
+    ("F d -3 m :1", (19.0, 19.0, 19.0, 90.0, 90.0, 90.0)),
+    ("P 43", (15.0, 15.0, 17.0, 90.0, 90.0, 90.0)),
+    ("C 1 2/c 1", (21.0, 12.0, 15.0, 90.0, 105.0, 90.0)),
+])
+def test_grid_maps_onto_itself(symbol, cell):
+    """On the mask grid every operation maps points onto points, so the mask
+    is exactly symmetric and |F_mask| equal over equivalent reflections."""
+    uc, sg = UnitCell(*cell), SpaceGroup(symbol)
+    rng = np.random.default_rng(3)
+    sc = Scatterers(["C"] * 4, rng.random((4, 3)), np.ones(4), np.full(4, 0.2))
+    mask = SolventMask(uc, sg, sc, d_min=2.5)
+    n = np.asarray(mask.shape)
+    points = np.stack(np.meshgrid(*[np.arange(k) for k in n], indexing="ij"), -1).reshape(-1, 3)
+    for rot, tra in zip(sg.rotations, sg.translations):
+        image = (points @ np.asarray(rot).T + np.asarray(tra) * n)
+        assert np.allclose(image, np.round(image))
+        image = np.mod(np.round(image).astype(int), n)
+        assert (mask.data[tuple(image.T)] == mask.data.ravel()).all()
+    hkl = np.asarray(complete_set(uc, sg, 4.0))
+    f = np.abs(mask.f_mask(hkl))
+    assert f.min() > 0
+    for rot in sg.rotations:
+        g = np.abs(mask.f_mask(np.ascontiguousarray(hkl @ rot, dtype=np.int32)))
+        assert np.allclose(g, f, rtol=1e-9, atol=1e-9 * f.max())

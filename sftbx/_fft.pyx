@@ -24,13 +24,20 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import numpy as np
 
-cdef enum:
+cdef extern from "_fftline.h" nogil:
     # Every atom has exactly NT Gaussian terms (fft.py pads with zero
     # amplitudes; IT92 has four Gaussians and the constant, the electron
-    # table five Gaussians, neutrons the constant alone): a constant trip
-    # count lets the compiler keep the recurrences in registers.
-    NT = 5
-    MAX_TERMS = NT
+    # table five Gaussians, neutrons the constant alone).
+    enum: FFTL_NT
+    void fftl_skip(long n, double *e, double *rk, const double *qk)
+    void fftl_add(long n, long kk, long n2, double *row, const double *amp, double *e,
+                  double *rk, const double *qk)
+    void fftl_moments(long n, long kk, long n2, const float *row, double d2, double *e,
+                      double *rk, const double *qk, double *l0, double *l1, double *l2)
+
+cdef enum:
+    NT = FFTL_NT
+    MAX_TERMS = 8
 
 
 cdef inline Py_ssize_t _wrap(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
@@ -180,10 +187,7 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                     ej[g] = ej[g] * rj[g]
                     rj[g] = rj[g] * qj[g]
                     rkj[g] = rkj[g] * sk[g]
-                for k in range(k0, k_lo):
-                    for g in range(NT):
-                        e[g] = e[g] * rk[g]
-                        rk[g] = rk[g] * qk[g]
+                fftl_skip(k_lo - k0, e, rk, qk)
             if k_hi < k_lo:
                 continue
             row = (_wrap(i, n0) * n1 + _wrap(j, n1)) * n2
@@ -200,38 +204,26 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                     if kk == n2:
                         kk = 0
             elif grid != NULL:
-                for k in range(k_lo, k_hi + 1):
-                    # a tree sum (NT = 5), not one chain of dependent additions
-                    val = ((amp[0] * e[0] + amp[1] * e[1]) + (amp[2] * e[2] + amp[3] * e[3])
-                           + amp[4] * e[4])
-                    for g in range(NT):
-                        e[g] = e[g] * rk[g]
-                        rk[g] = rk[g] * qk[g]
-                    grid[row + kk] += val
-                    kk = kk + 1
-                    if kk == n2:
-                        kk = 0
+                fftl_add(k_hi - k_lo + 1, kk, n2, grid + row, amp, e, rk, qk)
             else:
                 for g in range(NT):
                     l0[g] = 0
                     l1[g] = 0
                     l2[g] = 0
-                for k in range(k_lo, k_hi + 1):
-                    mv = mapv[row + kk]
-                    for g in range(NT):
-                        if direct:
+                if not direct:
+                    fftl_moments(k_hi - k_lo + 1, kk, n2, mapv + row, d2, e, rk, qk, l0, l1, l2)
+                else:
+                    for k in range(k_lo, k_hi + 1):
+                        mv = mapv[row + kk]
+                        for g in range(NT):
                             v = mv * exp(_exponent(quad + 6 * g, d0, d1, d2))
-                        else:
-                            v = mv * e[g]
-                            e[g] = e[g] * rk[g]
-                            rk[g] = rk[g] * qk[g]
-                        l0[g] += v
-                        l1[g] += v * d2
-                        l2[g] += v * d2 * d2
-                    d2 = d2 + 1
-                    kk = kk + 1
-                    if kk == n2:
-                        kk = 0
+                            l0[g] += v
+                            l1[g] += v * d2
+                            l2[g] += v * d2 * d2
+                        d2 = d2 + 1
+                        kk = kk + 1
+                        if kk == n2:
+                            kk = 0
                 for g in range(NT):
                     mo = moments + 10 * g
                     mo[0] += l0[g]

@@ -11,8 +11,8 @@ Gaussian density
 
 with w_a = occupancy * multiplicity / order_z, sampled out to the radius
 where each term's peak has fallen to ``cutoff`` sum_g |a_g| / n_terms (so
-that about that fraction of the atom's scattering power is left out).  A real FFT of the grid gives the Fourier
-coefficients of that density, F1(k) = exp(B_add s^2/4) (V/N) sum_p rho(p)
+that about that fraction of the atom's scattering power is left out).  A
+real FFT of the grid gives the Fourier coefficients of that density, F1(k) = exp(B_add s^2/4) (V/N) sum_p rho(p)
 exp(2 pi i k p/N), for every k of the grid; since a symmetry image (R, t)
 contributes exp(2 pi i h t) F1(hR),
 
@@ -22,15 +22,16 @@ for any hkl, in or out of the asymmetric unit.  Sampling only the
 asymmetric unit divides the density work by order_z.
 
 Gradients of a target T(A, B), F = A + iB, follow from the same discrete
-model exactly (they are the derivatives of the F computed here): with
-D_h = dT/dA + i dT/dB, the map
+model (they are the derivatives of the F computed here, up to the cut-off:
+the sampling radii follow the ADPs): with D_h = dT/dA + i dT/dB, the map
 
     m(p) = Re sum_h sum_(R,t) conj(D_h scale_h exp(-2 pi i h t)) exp(2 pi i (hR) p/N)
 
-(one inverse real FFT) gives dT/dp = sum_grid m d rho/dp, and d rho/dp for a
-site, U*, u_iso or occupancy is a Gaussian times a polynomial in the offset,
-so per atom only the moments sum m e_g, sum m e_g d and sum m e_g d d^T of
-each term's exponential e_g are needed (_fft.map_moments).
+(one inverse real FFT, in single precision) gives dT/dp = sum_grid m d rho/dp,
+and d rho/dp for a site, U*, u_iso or occupancy is a Gaussian times a
+polynomial in the offset, so per atom only the moments sum m e_g,
+sum m e_g d and sum m e_g d d^T of each term's exponential e_g are needed
+(_fft.map_moments).
 
 Accuracy: aliasing falls as exp(-B_eff (s_alias^2 - s^2)/4) with
 s_alias >= (2 rate - 1)/d_min, so B_add is chosen such that the sharpest atom

@@ -320,7 +320,12 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
               &moments[a, 0, 0], &buf[tid, 0])
 
 
-def pick(const double complex[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, ::1] hkl,
+ctypedef fused complex_t:
+    float complex
+    double complex
+
+
+def pick(const complex_t[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, ::1] hkl,
          const int[:, :, ::1] rotations, const double[:, ::1] translations,
          const double[::1] scale, double complex[::1] out, int n_threads=1):
     """F(h) = scale_h sum_(R,t) exp(2 pi i h t) conj(X(hR)), X the half
@@ -328,7 +333,7 @@ def pick(const double complex[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, :
 
     Parameters
     ----------
-    spectrum : complex128 (N0, N1, N2 // 2 + 1)  IN
+    spectrum : complex64 or complex128 (N0, N1, N2 // 2 + 1)  IN
     n2 : int                        IN  full length of the last axis
     hkl : int32 (m, 3)              IN
     rotations : int32 (k, 3, 3)     IN  all operations of the group

@@ -4,7 +4,8 @@ Public names::
 
     Scatterers, ParameterMap, SLOTS        the model as arrays; design-row columns
     StructureFactors, structure_factors    F(h), design rows, target gradients
-    ShelxExtinction, y_calc                SHELXL's EXTI and Y = |F|^2 or |F|
+    ShelxExtinction, extinction_correction SHELXL's EXTI (also for twin sums of Fc^2)
+    y_calc                                 Y = |F|^2 or |F| and its partials
     form_factor_table, cromer_liberman     scattering tables (from gemmi)
     ScatteringError                        bad input
 """
@@ -12,11 +13,12 @@ Public names::
 from .errors import ScatteringError
 from .scatterers import SLOTS, ParameterMap, Scatterers
 from .scattering import TABLES, cromer_liberman, form_factor_table, parse_scattering_type
-from .direct import ShelxExtinction, StructureFactors, structure_factors, y_calc
+from .direct import (ShelxExtinction, StructureFactors, extinction_correction,
+                     structure_factors, y_calc)
 
 __all__ = [
     "ScatteringError", "SLOTS", "ParameterMap", "Scatterers", "TABLES", "cromer_liberman",
-    "form_factor_table", "parse_scattering_type", "ShelxExtinction", "StructureFactors",
+    "form_factor_table", "parse_scattering_type", "ShelxExtinction", "StructureFactors", "extinction_correction",
     "structure_factors", "y_calc",
 ]
 

@@ -27,8 +27,10 @@ per reflection (gradient mode) or form it from F (design rows).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport cos, sin, sqrt, fabs, floor, M_PI
+from libc.math cimport cos, sin, sqrt, fabs, floor, isfinite, M_PI
 from libc.string cimport memset
+
+import threading
 
 import numpy as np
 
@@ -38,7 +40,7 @@ cdef extern from "_sfkernel.h" nogil:
     int SFK_N_SITE
     int SFK_N_ANISO
     void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
-                       const double *site, const double *u_star, int n_acc,
+                       const double *site, const double *u_star, int n_acc, int real,
                        double *acc)
     void sfk_add_atom_to_f(int nb, int centric, double w, double fp, double fdp,
                            const double *f0, const double *acc, const double *tiso,
@@ -115,7 +117,9 @@ cdef struct Block:
 
 
 cdef Py_ssize_t _block_doubles(const Problem *p) noexcept nogil:
-    return NB * (4 * p.n_ops + 5 + p.n_types)
+    """Doubles of a Block (hr, ht, s2, kr, ki, f0, tmp); each kernel's own
+    scratch follows, from tmp + NB on."""
+    return NB * (4 * p.n_ops + 4 + p.n_types)
 
 
 cdef void _block_bind(const Problem *p, Block *b, double *mem) noexcept nogil:
@@ -182,10 +186,10 @@ cdef const double *_atom_sums(const Problem *p, const Block *b, int a, int n_acc
     tiso, or NULL for an anisotropic atom (whose factor is in the sums)."""
     if p.aniso[a]:
         sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, p.u_star + 6 * a,
-                      n_acc, acc)
+                      n_acc, p.path != 0, acc)
         return NULL
     sfk_atom_sums(b.nb, p.n_ops, b.hr, b.ht, p.sites + 3 * a, NULL,
-                  SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, acc)
+                  SFK_N_SITE if n_acc > SFK_N_SITE else n_acc, p.path != 0, acc)
     sfk_exp(b.nb, -TWO_PI_SQ * p.u_iso[a], b.s2, tiso)
     return tiso
 
@@ -200,12 +204,16 @@ cdef inline void _add_atom_to_f(const Problem *p, const Block *b, int a, const d
 cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double *acc,
                           const double *tiso, const double *cr, const double *ci,
                           const int *cols, double *d, double *out,
-                          Py_ssize_t out_stride) noexcept nogil:
+                          Py_ssize_t out_stride, bint assign) noexcept nogil:
     """out[j * out_stride + cols[slot]] += Re(c_j dF_j / d p_slot) for the
-    parameters of atom a (cols[slot] < 0: not a parameter); c_j = cr + i ci
-    already includes the factor K P of the reflection.  d: scratch (13, nb)."""
-    cdef int j, k, col, nb = b.nb
+    parameters of atom a (cols[slot] < 0: not a parameter), or = when
+    ``assign``; c_j = cr + i ci already includes the factor K P of the
+    reflection.  d: scratch (13, nb)."""
+    cdef int j, k, col, n_active = 0, nb = b.nb
+    cdef int active_slot[N_SLOTS]
+    cdef int active_col[N_SLOTS]
     cdef double total
+    cdef double *o
     cdef double sw = p.site_weight[a]
     sfk_atom_derivatives(nb, p.path != 0, p.occ[a] * sw, sw, p.fp[a], p.fdp[a],
                          b.f0 + nb * p.type_index[a], b.s2, acc, tiso, cr, ci, d)
@@ -214,14 +222,25 @@ cdef void _add_atom_terms(const Problem *p, const Block *b, int a, const double 
         if col < 0 or (k == SLOT_U_ISO and tiso == NULL) or \
                 (SLOT_U_STAR <= k < SLOT_OCC and tiso != NULL):
             continue
-        if out_stride == 0:
+        active_slot[n_active] = k
+        active_col[n_active] = col
+        n_active += 1
+    if out_stride == 0:
+        for k in range(n_active):
             total = 0.0
             for j in range(nb):
-                total = total + d[k * nb + j]
-            out[col] += total
+                total = total + d[active_slot[k] * nb + j]
+            out[active_col[k]] += total
+        return
+    # row by row: an atom's columns are usually adjacent in a row
+    for j in range(nb):
+        o = out + j * out_stride
+        if assign:
+            for k in range(n_active):
+                o[active_col[k]] = d[active_slot[k] * nb + j]
         else:
-            for j in range(nb):
-                out[j * out_stride + col] += d[k * nb + j]
+            for k in range(n_active):
+                o[active_col[k]] += d[active_slot[k] * nb + j]
 
 
 cdef void _f_calc_block(const Problem *p, Block *b, double *acc, double *tiso,
@@ -250,42 +269,36 @@ cdef object _problem_arrays(Problem *p, hkl, rotations, translations, centring, 
                             u_star, aniso, occupancies, site_weights, fp, fdp):
     """Check shapes and dtypes once and fill the Problem; returns the arrays
     (kept alive by the caller for as long as p is used)."""
-    arrays = dict(
-        hkl=np.ascontiguousarray(hkl, dtype=np.int32),
-        rot=np.ascontiguousarray(rotations, dtype=np.int32),
-        tr=np.ascontiguousarray(translations, dtype=np.float64),
-        cen=np.ascontiguousarray(centring, dtype=np.float64),
-        t_inv=np.ascontiguousarray(t_inv if t_inv is not None else np.zeros(3), dtype=np.float64),
-        gstar=np.ascontiguousarray(gstar, dtype=np.float64),
-        type_index=np.ascontiguousarray(type_index, dtype=np.int32),
-        ff_a=np.ascontiguousarray(ff_a, dtype=np.float64),
-        ff_b=np.ascontiguousarray(ff_b, dtype=np.float64),
-        ff_c=np.ascontiguousarray(ff_c, dtype=np.float64),
-        sites=np.ascontiguousarray(sites_frac, dtype=np.float64),
-        u_iso=np.ascontiguousarray(u_iso, dtype=np.float64),
-        u_star=np.ascontiguousarray(u_star, dtype=np.float64),
-        aniso=np.ascontiguousarray(aniso, dtype=np.uint8),
-        occ=np.ascontiguousarray(occupancies, dtype=np.float64),
-        sw=np.ascontiguousarray(site_weights, dtype=np.float64),
-        fp=np.ascontiguousarray(fp, dtype=np.float64),
-        fdp=np.ascontiguousarray(fdp, dtype=np.float64),
-    )
-    A = arrays
-    n = A["sites"].shape[0] if A["sites"].ndim == 2 else -1
-    k = A["rot"].shape[0] if A["rot"].ndim == 3 else -1
-    expected = dict(hkl=(None, 3), rot=(k, 3, 3), tr=(k, 3), cen=(None, 3), t_inv=(3,),
-                    gstar=(3, 3), type_index=(n,), ff_a=(None, None),
-                    ff_b=A["ff_a"].shape, ff_c=(A["ff_a"].shape[0],), sites=(n, 3), u_iso=(n,),
-                    u_star=(n, 6), aniso=(n,), occ=(n,), sw=(n,), fp=(n,), fdp=(n,))
-    for name, shape in expected.items():
-        got = A[name].shape
-        if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
-            raise ValueError(f"{name}: expected shape {shape} (None: any), got {got}")
-    if n < 1 or k < 1 or A["cen"].shape[0] < 1:
+    f8, i4, c = np.float64, np.int32, np.ascontiguousarray
+    A = dict(hkl=c(hkl, i4), rot=c(rotations, i4), tr=c(translations, f8), cen=c(centring, f8),
+             t_inv=c(np.zeros(3) if t_inv is None else t_inv, f8), gstar=c(gstar, f8),
+             type_index=c(type_index, i4), ff_a=c(ff_a, f8), ff_b=c(ff_b, f8), ff_c=c(ff_c, f8),
+             sites=c(sites_frac, f8), u_iso=c(u_iso, f8), u_star=c(u_star, f8),
+             aniso=c(aniso, np.uint8), occ=c(occupancies, f8), sw=c(site_weights, f8),
+             fp=c(fp, f8), fdp=c(fdp, f8))
+    arrays = A
+    shape = A["sites"].shape
+    n = shape[0] if len(shape) == 2 else -1
+    shape = A["rot"].shape
+    k = shape[0] if len(shape) == 3 else -1
+    # (the module is compiled without wraparound or bounds checks: index
+    # shape tuples only where their length is known)
+    ff = A["ff_a"].shape
+    n_types = ff[0] if len(ff) == 2 else -1
+    n_gauss = ff[1] if len(ff) == 2 else -1
+    m = A["hkl"].shape[0] if A["hkl"].ndim == 2 else -1
+    n_c = A["cen"].shape[0] if A["cen"].ndim == 2 else -1
+    expected = (("hkl", (m, 3)), ("rot", (k, 3, 3)), ("tr", (k, 3)),
+                ("cen", (n_c, 3)), ("t_inv", (3,)), ("gstar", (3, 3)),
+                ("type_index", (n,)), ("ff_a", (n_types, n_gauss)), ("ff_b", (n_types, n_gauss)),
+                ("ff_c", (n_types,)), ("sites", (n, 3)), ("u_iso", (n,)), ("u_star", (n, 6)),
+                ("aniso", (n,)), ("occ", (n,)), ("sw", (n,)), ("fp", (n,)), ("fdp", (n,)))
+    for name, want in expected:
+        if A[name].shape != want:
+            raise ValueError(f"{name}: expected shape {want}, got {A[name].shape}")
+    if n < 1 or k < 1 or n_c < 1:
         raise ValueError("need at least one atom, one operation and one centring vector")
-    if A["type_index"].min() < 0 or A["type_index"].max() >= A["ff_a"].shape[0]:
-        raise ValueError("type_index out of range of the form-factor table")
-    if A["hkl"].shape[0] >= 2**31:
+    if m >= 2**31:
         raise ValueError("too many reflections for one call")
     cdef const int[:, ::1] hkl_v = A["hkl"]
     cdef const int[:, :, ::1] rot_v = A["rot"]
@@ -315,7 +328,7 @@ cdef object _problem_arrays(Problem *p, hkl, rotations, translations, centring, 
         p.gstar[i] = g_v[i // 3, i % 3]
     if not centric:
         p.path = 0
-    elif np.all(A["t_inv"] == 0.0):
+    elif p.t_inv[0] == 0.0 and p.t_inv[1] == 0.0 and p.t_inv[2] == 0.0:
         p.path = 1
     else:
         p.path = 2
@@ -331,19 +344,62 @@ cdef object _problem_arrays(Problem *p, hkl, rotations, translations, centring, 
     p.site_weight = &sw_v[0]
     p.fp = &fp_v[0]
     p.fdp = &fdp_v[0]
+    for i in range(n):
+        if not 0 <= p.type_index[i] < p.n_types:
+            raise ValueError(f"type_index[{i}] = {p.type_index[i]} is not a row of the "
+                             f"form-factor table")
+    cdef int bad = _first_bad_atom(p)
+    if bad >= 0:
+        raise BadAtom(bad)
     return arrays
 
 
+class BadAtom(ValueError):
+    """An atom with a non-finite value, a negative u_iso or a U* that is not
+    positive definite; args[0] is its index."""
+
+
+cdef int _first_bad_atom(const Problem *p) noexcept nogil:
+    """Index of the first atom whose values the kernels cannot use, or -1."""
+    cdef int a, k
+    cdef const double *u
+    cdef double m2, m3
+    for a in range(p.n_atoms):
+        for k in range(3):
+            if not isfinite(p.sites[3 * a + k]):
+                return a
+        if not (isfinite(p.occ[a]) and isfinite(p.fp[a]) and isfinite(p.fdp[a])
+                and isfinite(p.site_weight[a])):
+            return a
+        if p.aniso[a]:
+            u = p.u_star + 6 * a
+            for k in range(6):
+                if not isfinite(u[k]):
+                    return a
+            # leading principal minors of [[u11 u12 u13] [u12 u22 u23] [u13 u23 u33]]
+            m2 = u[0] * u[1] - u[3] * u[3]
+            m3 = (u[0] * (u[1] * u[2] - u[5] * u[5]) - u[3] * (u[3] * u[2] - u[5] * u[4])
+                  + u[4] * (u[3] * u[5] - u[1] * u[4]))
+            if not (u[0] > 0 and m2 > 0 and m3 > 0):
+                return a
+        elif not (isfinite(p.u_iso[a]) and p.u_iso[a] >= 0):
+            return a
+    return -1
+
+
 cdef class _Workspace:
-    """Per-thread scratch memory: one row of doubles and one Block per thread."""
+    """Per-thread scratch memory: one row of doubles and one Block per OpenMP
+    thread."""
     cdef object data
     cdef object blocks
     cdef double[:, ::1] data_v
     cdef unsigned char[::1] blocks_v
     cdef int n_threads
+    cdef Py_ssize_t n_doubles
 
     def __init__(self, int n_threads, Py_ssize_t n_doubles):
         self.n_threads = n_threads
+        self.n_doubles = n_doubles
         self.data = np.empty((n_threads, n_doubles), dtype=np.float64)
         self.blocks = np.empty(n_threads * sizeof(Block), dtype=np.uint8)
         self.data_v = self.data
@@ -354,6 +410,19 @@ cdef class _Workspace:
 
     cdef Block *block(self, int tid) noexcept nogil:
         return (<Block *> &self.blocks_v[0]) + tid
+
+
+# One workspace per Python thread, reused across calls (fresh pages for every
+# call would cost more than a small block of reflections).
+_cache = threading.local()
+
+
+cdef _Workspace _workspace(int n_threads, Py_ssize_t n_doubles):
+    cdef _Workspace ws = getattr(_cache, "workspace", None)
+    if ws is None or ws.n_threads < n_threads or ws.n_doubles < n_doubles:
+        ws = _Workspace(n_threads, n_doubles)
+        _cache.workspace = ws
+    return ws
 
 
 def f_calc(hkl, rotations, translations, centring, bint centric, t_inv, gstar, type_index,
@@ -403,7 +472,7 @@ def f_calc(hkl, rotations, translations, centring, bint centric, t_inv, gstar, t
     cdef Block *b
     n_threads = max(1, n_threads)
     # after the Block: acc (SFK_N_VALUE rows), tiso, fr, fi
-    cdef _Workspace ws = _Workspace(n_threads, _block_doubles(&p) + (SFK_N_VALUE + 3) * NB)
+    cdef _Workspace ws = _workspace(n_threads, _block_doubles(&p) + (SFK_N_VALUE + 3) * NB)
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         tid = threadid()
         b = ws.block(tid)
@@ -419,7 +488,7 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
                 ff_a, ff_b, ff_c, sites_frac, u_iso, u_star, aniso, occupancies, site_weights,
                 fp, fdp, columns, int kind, double[:, ::1] rows, double[::1] y_calc,
                 extinction_eps=None, double extinction_x=0.0, int extinction_column=-1,
-                int n_threads=1):
+                bint assign=False, int n_threads=1):
     """Rows dY/dp of the design matrix for every reflection of ``hkl``.
 
     The arguments up to ``fdp`` are those of :func:`f_calc`.
@@ -441,6 +510,11 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
         |F|^2 is replaced by |F|^2 (1 + x eps |F|^2)^(-1/2), x = extinction_x.
     extinction_column : int
         Column of x in ``rows`` (-1: x not refined).
+    assign : bool
+        The caller guarantees that every column of ``rows`` is the column of
+        exactly one derivative (of an anisotropic atom's U*, an isotropic
+        atom's u_iso, the other slots, or x): rows are then written without
+        being zeroed first.
     n_threads : int
     """
     cdef Problem p
@@ -480,10 +554,12 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
     cdef Block *b
     cdef Py_ssize_t acc_doubles = <Py_ssize_t> NB * ((SFK_N_ANISO + 1) * p.n_atoms + N_SLOTS)
     n_threads = max(1, n_threads)
-    cdef _Workspace ws = _Workspace(n_threads, _block_doubles(&p) + 5 * NB + acc_doubles)
+    cdef _Workspace ws = _workspace(n_threads, _block_doubles(&p) + 5 * NB + acc_doubles)
     cdef int x_col = extinction_column
     cdef double x = extinction_x
     cdef double *rows_ptr = &rows[0, 0] if n_params > 0 else NULL
+    flags = np.zeros(1, dtype=np.int32)   # set when 1 + x eps |F|^2 <= 0
+    cdef int[::1] flags_v = flags
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         tid = threadid()
         b = ws.block(tid)
@@ -511,6 +587,9 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
             d_x = 0.0
             if use_ext:
                 q = 1.0 + x * eps_v[b.j0 + j] * i_sq
+                if not q > 0.0:
+                    flags_v[0] = 1
+                    q = 1.0
                 ex = 1.0 / sqrt(q)
                 yy = i_sq * ex
                 d_i = ex / q * (1.0 + 0.5 * x * eps_v[b.j0 + j] * i_sq)
@@ -533,13 +612,19 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
             im_c = -2.0 * d_i * fim
             cr[j] = re_c * b.kr[j] - im_c * b.ki[j]
             ci[j] = re_c * b.ki[j] + im_c * b.kr[j]
-            memset(rows_ptr + (b.j0 + j) * n_params, 0, sizeof(double) * n_params)
-            if x_col >= 0:
-                rows_ptr[(b.j0 + j) * n_params + x_col] += d_x
+            if assign:
+                if x_col >= 0:
+                    rows_ptr[(b.j0 + j) * n_params + x_col] = d_x
+            else:
+                memset(rows_ptr + (b.j0 + j) * n_params, 0, sizeof(double) * n_params)
+                if x_col >= 0:
+                    rows_ptr[(b.j0 + j) * n_params + x_col] += d_x
         for a in range(p.n_atoms):
             _add_atom_terms(&p, b, a, accs + <Py_ssize_t> a * SFK_N_ANISO * nb,
                             NULL if p.aniso[a] else tisos + a * nb, cr, ci, &cols_v[a, 0], d,
-                            rows_ptr + b.j0 * n_params, n_params)
+                            rows_ptr + b.j0 * n_params, n_params, assign)
+    if flags[0]:
+        raise ValueError(f"extinction: 1 + x eps |F|^2 <= 0 for some reflection (x = {x})")
 
 
 def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar, type_index,
@@ -589,7 +674,7 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
     cdef double *cr
     cdef double *ci
     cdef Block *b
-    cdef _Workspace ws = _Workspace(n_threads, _block_doubles(&p) + NB * (4 + SFK_N_ANISO + N_SLOTS))
+    cdef _Workspace ws = _workspace(n_threads, _block_doubles(&p) + NB * (4 + SFK_N_ANISO + N_SLOTS))
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="static"):
         tid = threadid()
         b = ws.block(tid)
@@ -606,5 +691,37 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
             ci[j] = da_v[b.j0 + j] * b.ki[j] - db_v[b.j0 + j] * b.kr[j]
         for a in range(p.n_atoms):
             t = _atom_sums(&p, b, a, _n_acc(&p, a), acc, tiso)
-            _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0)
+            _add_atom_terms(&p, b, a, acc, t, cr, ci, &cols_v[a, 0], d, &partial_v[tid, 0], 0,
+                            False)
     return partial.sum(axis=0)[:n_params]
+
+
+def sincos_2pi(u):
+    """sin(2 pi u) and cos(2 pi u) by the vectorised kernel (for tests).
+
+    Parameters
+    ----------
+    u : float64 (n,)
+        Phases in turns.
+
+    Returns
+    -------
+    s, c : float64 (n,)
+    """
+    cdef const double[::1] u_v = np.ascontiguousarray(u, dtype=np.float64)
+    s = np.empty(u_v.shape[0])
+    c = np.empty(u_v.shape[0])
+    cdef double[::1] s_v = s, c_v = c
+    if u_v.shape[0]:
+        sfk_sincos_2pi(u_v.shape[0], &u_v[0], &s_v[0], &c_v[0])
+    return s, c
+
+
+def exp_scaled(x, double scale=1.0):
+    """exp(scale x) by the vectorised kernel (for tests), float64 (n,)."""
+    cdef const double[::1] x_v = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.empty(x_v.shape[0])
+    cdef double[::1] y_v = y
+    if x_v.shape[0]:
+        sfk_exp(x_v.shape[0], scale, &x_v[0], &y_v[0])
+    return y

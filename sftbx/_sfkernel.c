@@ -18,8 +18,10 @@
 
 #include "_sfkernel.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) \
-    && !defined(SFTBX_NO_CLONES) && defined(__ELF__)
+/* Clones need GCC's target_clones and glibc's ifunc; elsewhere (Clang, musl,
+ * other architectures) the portable code is compiled once. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) \
+    && defined(__GLIBC__) && !defined(SFTBX_NO_CLONES)
 #define SFK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SFK_CLONES
@@ -201,8 +203,8 @@ void sfk_atom_derivatives(int nb, int centric, double w, double sw, double fp,
 static inline __attribute__((always_inline))
 void sfk_op(int nb, const double *restrict h0, const double *restrict h1,
             const double *restrict h2, const double *restrict ht,
-            const double *site, const double *u_star, int n_acc, int aniso,
-            double *restrict acc)
+            const double *site, const double *u_star, int n_acc, int aniso, int real,
+            int first, double *restrict acc)
 {
     const double x0 = site[0], x1 = site[1], x2 = site[2];
     double u11 = 0, u22 = 0, u33 = 0, u12 = 0, u13 = 0, u23 = 0;
@@ -215,6 +217,8 @@ void sfk_op(int nb, const double *restrict h0, const double *restrict h1,
         u23 = -2.0 * SFK_TWO_PI_SQ * u_star[5];
     }
     double *restrict a = acc;
+    /* the first operation assigns, so the sums need no zeroing */
+#define SFK_ACC(index, value) a[index] = (first ? 0.0 : a[index]) + (value)
 #pragma omp simd
     for (int j = 0; j < nb; ++j) {
         const double a0 = h0[j], a1 = h1[j], a2 = h2[j];
@@ -226,61 +230,71 @@ void sfk_op(int nb, const double *restrict h0, const double *restrict h1,
             c *= t;
             s *= t;
         }
-        a[j] += c;
-        if (n_acc >= SFK_N_VALUE)
-            a[nb + j] += s;
+        /* with real set, only the sums a centric group needs: Re G, Im G_k, Re G_kl */
+        SFK_ACC(j, c);
+        if (n_acc >= SFK_N_VALUE && !real)
+            SFK_ACC(nb + j, s);
         if (n_acc >= SFK_N_SITE) {
-            a[2 * nb + j] += c * a0;
-            a[3 * nb + j] += s * a0;
-            a[4 * nb + j] += c * a1;
-            a[5 * nb + j] += s * a1;
-            a[6 * nb + j] += c * a2;
-            a[7 * nb + j] += s * a2;
+            SFK_ACC(3 * nb + j, s * a0);
+            SFK_ACC(5 * nb + j, s * a1);
+            SFK_ACC(7 * nb + j, s * a2);
+            if (!real) {
+                SFK_ACC(2 * nb + j, c * a0);
+                SFK_ACC(4 * nb + j, c * a1);
+                SFK_ACC(6 * nb + j, c * a2);
+            }
         }
         if (n_acc >= SFK_N_ANISO) {
-            const double c0 = c * a0, s0 = s * a0, c1 = c * a1, s1 = s * a1;
-            a[8 * nb + j] += c0 * a0;
-            a[9 * nb + j] += s0 * a0;
-            a[10 * nb + j] += c1 * a1;
-            a[11 * nb + j] += s1 * a1;
-            a[12 * nb + j] += c * a2 * a2;
-            a[13 * nb + j] += s * a2 * a2;
-            a[14 * nb + j] += c0 * a1;
-            a[15 * nb + j] += s0 * a1;
-            a[16 * nb + j] += c0 * a2;
-            a[17 * nb + j] += s0 * a2;
-            a[18 * nb + j] += c1 * a2;
-            a[19 * nb + j] += s1 * a2;
+            const double c0 = c * a0, c1 = c * a1;
+            SFK_ACC(8 * nb + j, c0 * a0);
+            SFK_ACC(10 * nb + j, c1 * a1);
+            SFK_ACC(12 * nb + j, c * a2 * a2);
+            SFK_ACC(14 * nb + j, c0 * a1);
+            SFK_ACC(16 * nb + j, c0 * a2);
+            SFK_ACC(18 * nb + j, c1 * a2);
+            if (!real) {
+                const double s0 = s * a0, s1 = s * a1;
+                SFK_ACC(9 * nb + j, s0 * a0);
+                SFK_ACC(11 * nb + j, s1 * a1);
+                SFK_ACC(13 * nb + j, s * a2 * a2);
+                SFK_ACC(15 * nb + j, s0 * a1);
+                SFK_ACC(17 * nb + j, s0 * a2);
+                SFK_ACC(19 * nb + j, s1 * a2);
+            }
         }
     }
 }
+#undef SFK_ACC
+
+#define SFK_OP(N, ANISO, REAL) \
+    (r == 0 ? sfk_op(nb, h0, h1, h2, t, site, u_star, N, ANISO, REAL, 1, acc) \
+            : sfk_op(nb, h0, h1, h2, t, site, u_star, N, ANISO, REAL, 0, acc))
 
 SFK_CLONES
 void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
-                   const double *site, const double *u_star, int n_acc,
+                   const double *site, const double *u_star, int n_acc, int real,
                    double *acc)
 {
-    memset(acc, 0, sizeof(double) * (size_t)n_acc * (size_t)nb);
     const int aniso = u_star != NULL;
+    if (n_acc == SFK_N_REAL) {
+        n_acc = SFK_N_VALUE;
+        real = 1;
+    }
     for (int r = 0; r < n_ops; ++r) {
         const double *h0 = hr + (size_t)r * 3 * nb;
         const double *h1 = h0 + nb, *h2 = h1 + nb, *t = ht + (size_t)r * nb;
         if (aniso) {
             if (n_acc == SFK_N_ANISO)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_ANISO, 1, acc);
+                real ? SFK_OP(SFK_N_ANISO, 1, 1) : SFK_OP(SFK_N_ANISO, 1, 0);
             else if (n_acc == SFK_N_SITE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_SITE, 1, acc);
-            else if (n_acc == SFK_N_VALUE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_VALUE, 1, acc);
+                real ? SFK_OP(SFK_N_SITE, 1, 1) : SFK_OP(SFK_N_SITE, 1, 0);
             else
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_REAL, 1, acc);
+                real ? SFK_OP(SFK_N_VALUE, 1, 1) : SFK_OP(SFK_N_VALUE, 1, 0);
         } else {
             if (n_acc >= SFK_N_SITE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_SITE, 0, acc);
-            else if (n_acc == SFK_N_VALUE)
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_VALUE, 0, acc);
+                real ? SFK_OP(SFK_N_SITE, 0, 1) : SFK_OP(SFK_N_SITE, 0, 0);
             else
-                sfk_op(nb, h0, h1, h2, t, site, u_star, SFK_N_REAL, 0, acc);
+                real ? SFK_OP(SFK_N_VALUE, 0, 1) : SFK_OP(SFK_N_VALUE, 0, 0);
         }
     }
 }

@@ -5,7 +5,7 @@
  * run once per (atom, operation, reflection) live here, in plain C, written
  * so that the compiler vectorises them over reflections: phases in turns,
  * a branch-free polynomial sin/cos of 2 pi u and a branch-free exp.  On x86-64
- * with GCC or Clang the functions are cloned for AVX-512, AVX2 and the
+ * with GCC and glibc the functions are cloned for AVX-512, AVX2 and the
  * baseline and the best clone is picked at load time; elsewhere the same
  * source compiles to the portable scalar (or baseline-vector) code.
  */
@@ -27,13 +27,16 @@
  *                        for an isotropic one (T_r = 1, applied by the caller)
  * n_acc                  SFK_N_REAL, SFK_N_VALUE, SFK_N_SITE or SFK_N_ANISO (the last only
  *                        with u_star): which sums to form
+ * real                   nonzero: form only the parts a centric group uses
+ *                        (Re G, Im G_k, Re G_kl); the other rows are left
+ *                        untouched
  * acc    [n_acc][nb]     OUT, overwritten; row 2m is Re, 2m+1 is Im of sum m,
  *                        sums in the order G, G_0, G_1, G_2, G_00, G_11, G_22,
  *                        G_01, G_02, G_12
  * with u_r = hR_r x + h t_r and T_r = exp(-2 pi^2 (hR_r) U* (hR_r)^T).
  */
 void sfk_atom_sums(int nb, int n_ops, const double *hr, const double *ht,
-                   const double *site, const double *u_star, int n_acc,
+                   const double *site, const double *u_star, int n_acc, int real,
                    double *acc);
 
 /* fr + i fi += w f g for one atom (the structure factor before the factor

@@ -5,6 +5,7 @@ _direct.pyx for the formulae."""
 from dataclasses import dataclass
 
 import numpy as np
+from sgtbx import SiteSymmetryTable
 
 from . import _direct
 from .errors import ScatteringError
@@ -49,6 +50,33 @@ class ShelxExtinction:
         return 1e-3 * lam**3 / sin_2theta
 
 
+def extinction_correction(fc_sq, eps, x):
+    """SHELXL's EXTI applied to Fc^2: y = Fc^2 (1 + x eps Fc^2)^(-1/2).
+
+    For twins pass the twin-weighted sum of the components' Fc^2 (SHELXL
+    manual, EXTI); the derivatives then chain into each component.
+
+    Parameters
+    ----------
+    fc_sq : float64 (m,)
+        Fc^2 on the absolute scale.
+    eps : float64 (m,)
+        From ``ShelxExtinction.eps``.
+    x : float
+
+    Returns
+    -------
+    y, dy_dfc_sq, dy_dx : float64 (m,)
+    """
+    fc_sq = np.asarray(fc_sq, dtype=np.float64)
+    eps = np.asarray(eps, dtype=np.float64)
+    q = 1 + x * eps * fc_sq
+    if not (q > 0).all():
+        raise ScatteringError(f"extinction: 1 + x eps Fc^2 must stay positive (x = {x})")
+    return (fc_sq / np.sqrt(q), q**-1.5 * (1 + 0.5 * x * eps * fc_sq),
+            -0.5 * eps * fc_sq**2 * q**-1.5)
+
+
 def y_calc(f_calc, kind="fc_sq", extinction_eps=None, extinction_x=0.0):
     """Y = |F|^2 or |F| (extinction-corrected when ``extinction_eps`` is given)
     and its partial derivatives, for composing a target in gradient mode.
@@ -73,11 +101,7 @@ def y_calc(f_calc, kind="fc_sq", extinction_eps=None, extinction_x=0.0):
     if extinction_eps is None:
         y, d_i, d_x = i_sq, np.ones_like(i_sq), np.zeros_like(i_sq)
     else:
-        eps = np.asarray(extinction_eps, dtype=np.float64)
-        q = 1 + extinction_x * eps * i_sq
-        y = i_sq / np.sqrt(q)
-        d_i = q**-1.5 * (1 + 0.5 * extinction_x * eps * i_sq)
-        d_x = -0.5 * eps * i_sq**2 * q**-1.5
+        y, d_i, d_x = extinction_correction(i_sq, extinction_eps, extinction_x)
     if kind == "fc":
         y = np.sqrt(y)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -100,9 +124,7 @@ def _space_group_arrays(space_group):
 
 
 def _site_multiplicities(unit_cell, space_group, sites_frac):
-    from sgtbx import SiteSymmetry
-    return np.array([SiteSymmetry(unit_cell, space_group, site).multiplicity
-                     for site in sites_frac], dtype=np.float64)
+    return SiteSymmetryTable(unit_cell, space_group, sites_frac).multiplicities.astype(np.float64)
 
 
 def _hkl_array(hkl):
@@ -133,7 +155,9 @@ class StructureFactors:
     hkl : int (m, 3)
     table : {"it92", "neutron", "electron"}
     multiplicities : float64 (n,), optional
-        Site multiplicities; by default from ``sgtbx.SiteSymmetry``.
+        Site multiplicities; by default from ``sgtbx.SiteSymmetryTable``
+        (its default tolerance: images closer than 0.5 Angstrom make a site
+        special).
     n_threads : int
 
     Notes
@@ -171,9 +195,19 @@ class StructureFactors:
         types, self.type_index = scatterers.types()
         self.ff_a, self.ff_b, self.ff_c = form_factor_table(types, table)
 
+    def _call(self, kernel, *args, hkl=None, **kwargs):
+        """Run a compiled kernel on the current scatterer values; the kernel
+        checks them, and a bad atom is reported by Scatterers.validate()."""
+        try:
+            return kernel(*self._args(hkl), *args, **kwargs)
+        except _direct.BadAtom as exc:
+            self.scatterers.validate()
+            i = exc.args[0]
+            raise ScatteringError(f"atom {self.scatterers.labels[i]!r}: values the structure "
+                                  f"factors cannot use") from None
+
     def _args(self, hkl=None):
         sc = self.scatterers
-        sc.validate()
         s = self.symmetry
         return (self.hkl if hkl is None else hkl, s["rotations"], s["translations"],
                 s["centring"], s["centric"], s["t_inv"], self.gstar, self.type_index, self.ff_a,
@@ -187,13 +221,13 @@ class StructureFactors:
 
     def f_calc(self):
         """F(h), complex128 (m,)."""
-        return _direct.f_calc(*self._args(), n_threads=self.n_threads)
+        return self._call(_direct.f_calc, n_threads=self.n_threads)
 
     def f_calc_friedel(self):
         """F(-h), complex128 (m,): the Friedel mates (different from conj F(h)
         only through f'')."""
-        return _direct.f_calc(*self._args(np.ascontiguousarray(-self.hkl)),
-                              n_threads=self.n_threads)
+        return self._call(_direct.f_calc, hkl=np.ascontiguousarray(-self.hkl),
+                          n_threads=self.n_threads)
 
     def amplitudes(self):
         """|F(h)|, float64 (m,)."""
@@ -212,13 +246,19 @@ class StructureFactors:
         """|F(h)| - |F(-h)|, float64 (m,)."""
         return np.abs(self.f_calc()) - np.abs(self.f_calc_friedel())
 
-    def design_rows(self, parameter_map, start=0, stop=None, kind="fc_sq", extinction=None,
+    def default_parameter_map(self):
+        """Sites, ADPs (u_iso or the six U*) and occupancies of every atom,
+        atom after atom."""
+        return ParameterMap.for_scatterers(self.scatterers, occupancy=True)
+
+    def design_rows(self, parameter_map=None, start=0, stop=None, kind="fc_sq", extinction=None,
                     rows=None, y=None):
         """Design-matrix rows dY/dp for the reflections start:stop.
 
         Parameters
         ----------
-        parameter_map : ParameterMap
+        parameter_map : ParameterMap, optional
+            Default: ``default_parameter_map()``.
         start, stop : int
             The block of reflections (``stop`` None: to the end).
         kind : {"fc_sq", "fc"}
@@ -236,6 +276,8 @@ class StructureFactors:
         y : float64 (stop - start,)
         rows : float64 (stop - start, n_params)
         """
+        if parameter_map is None:
+            parameter_map = self.default_parameter_map()
         if not isinstance(parameter_map, ParameterMap):
             raise ScatteringError("parameter_map: expected an sftbx.ParameterMap")
         if kind not in KINDS:
@@ -266,28 +308,41 @@ class StructureFactors:
         elif parameter_map.extinction_column >= 0:
             raise ScatteringError("the parameter map has an extinction column but no "
                                   "extinction was given")
-        _direct.design_rows(*self._args(hkl), parameter_map.columns, KINDS[kind], rows, y,
-                            extinction_eps=eps, extinction_x=x,
-                            extinction_column=parameter_map.extinction_column,
-                            n_threads=self.n_threads)
+        try:
+            self._call(_direct.design_rows, parameter_map.columns, KINDS[kind], rows, y,
+                       hkl=hkl, extinction_eps=eps, extinction_x=x,
+                       extinction_column=parameter_map.extinction_column,
+                       assign=parameter_map.is_one_to_one(self.scatterers.aniso,
+                                                          extinction is not None),
+                       n_threads=self.n_threads)
+        except ValueError as exc:
+            if isinstance(exc, ScatteringError) or not str(exc).startswith("extinction"):
+                raise
+            raise ScatteringError(str(exc)) from None
         return y, rows
 
-    def gradients(self, dT_dA, dT_dB, parameter_map):
+    def gradients(self, dT_dA, dT_dB, parameter_map=None):
         """Gradient of a target T(A, B), F = A + iB, summed over reflections.
 
         Parameters
         ----------
         dT_dA, dT_dB : float64 (m,)
-        parameter_map : ParameterMap
-            Its extinction column, if any, is left zero (T's dependence on x
+        parameter_map : ParameterMap, optional
+            Default: ``default_parameter_map()``.  Its extinction column, if
+            any, is left zero (T's dependence on x
             is the caller's; see ``y_calc``).
 
         Returns
         -------
         float64 (n_params,)
         """
+        if parameter_map is None:
+            parameter_map = self.default_parameter_map()
         if not isinstance(parameter_map, ParameterMap):
             raise ScatteringError("parameter_map: expected an sftbx.ParameterMap")
+        if parameter_map.columns.shape[0] != len(self.scatterers):
+            raise ScatteringError(f"parameter map has {parameter_map.columns.shape[0]} atoms, "
+                                  f"the structure {len(self.scatterers)}")
         da = np.asarray(dT_dA, dtype=np.float64)
         db = np.asarray(dT_dB, dtype=np.float64)
         if da.shape != (len(self.hkl),) or db.shape != (len(self.hkl),):
@@ -295,8 +350,8 @@ class StructureFactors:
                                   f"{da.shape} and {db.shape}")
         if not (np.isfinite(da).all() and np.isfinite(db).all()):
             raise ScatteringError("dT_dA, dT_dB: values must be finite")
-        return _direct.gradients(*self._args(), parameter_map.columns, da, db,
-                                 parameter_map.n_params, n_threads=self.n_threads)
+        return self._call(_direct.gradients, parameter_map.columns, da, db,
+                          parameter_map.n_params, n_threads=self.n_threads)
 
 
 def structure_factors(unit_cell, space_group, scatterers, hkl, table="it92", n_threads=1,

@@ -135,6 +135,7 @@ class ParameterMap:
         Column of each atom's x, y, z, u_iso, U*11, U*22, U*33, U*12, U*13,
         U*23, occupancy, f', f'' (the order of ``SLOTS``), -1 where the
         parameter has no column.  Columns may repeat: their derivatives add.
+        Copied and kept read-only.
     n_params : int
         Number of columns of a row.
     extinction_column : int
@@ -142,7 +143,9 @@ class ParameterMap:
     """
 
     def __init__(self, columns, n_params, extinction_column=-1):
-        self.columns = np.ascontiguousarray(columns, dtype=np.int32)
+        self.columns = np.array(columns, dtype=np.int32, order="C")
+        self.columns.flags.writeable = False   # read-only: is_one_to_one is cached
+        self._one_to_one = {}
         self.n_params = int(n_params)
         self.extinction_column = int(extinction_column)
         if self.columns.ndim != 2 or self.columns.shape[1] != len(SLOTS):
@@ -179,6 +182,28 @@ class ParameterMap:
         if extinction:
             ext, k = k, k + 1
         return cls(columns, k, ext)
+
+    def is_one_to_one(self, aniso, with_extinction):
+        """Whether every column holds exactly one derivative: the slots that
+        apply (U* of anisotropic atoms, u_iso of isotropic ones, the others)
+        and the extinction column (when ``with_extinction``) cover
+        0..n_params-1 once each.  Design rows are then written without
+        zeroing them first."""
+        aniso = np.asarray(aniso, dtype=bool)
+        key = (aniso.tobytes(), bool(with_extinction))
+        if key not in self._one_to_one:
+            self._one_to_one[key] = self._check_one_to_one(aniso, with_extinction)
+        return self._one_to_one[key]
+
+    def _check_one_to_one(self, aniso, with_extinction):
+        cols = self.columns.copy()
+        cols[aniso, SLOT_INDEX["u_iso"]] = -1
+        cols[~aniso, SLOT_INDEX["u11"]:SLOT_INDEX["u23"] + 1] = -1
+        used = cols[cols >= 0]
+        if with_extinction and self.extinction_column >= 0:
+            used = np.append(used, self.extinction_column)
+        return len(used) == self.n_params and np.array_equal(np.sort(used),
+                                                             np.arange(self.n_params))
 
     def names(self, labels):
         """Names of the columns, "label.slot" (or "extinction")."""

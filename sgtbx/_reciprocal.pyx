@@ -252,7 +252,7 @@ def merge_sorted(const int64_t[::1] order, const int64_t[::1] starts, const doub
     of two or more for R_int, and over all groups for R_sigma."""
     cdef Py_ssize_t g, j, n_groups = starts.shape[0] - 1
     cdef int64_t idx
-    cdef double w, sw, swx, swxx, s_inv, v, sg, internal, spread, deviation
+    cdef double w, sw, swx, s_inv, v, sg, internal, spread, deviation
     cdef double abs_dev = 0, total = 0, sum_sigma = 0, sum_mean = 0
     with nogil:
         for g in range(n_groups):
@@ -274,15 +274,12 @@ def merge_sorted(const int64_t[::1] order, const int64_t[::1] starts, const doub
             count[g] = <int> (starts[g + 1] - starts[g])
             internal = 1.0 / sqrt(s_inv)
             if shelxl_rule and count[g] > 1:
-                swxx = 0
+                # SHELXL's estimate from the spread: sum |I - <I>| / (n sqrt(n - 1))
+                spread = 0
                 for j in range(starts[g], starts[g + 1]):
-                    idx = order[j]
-                    v = values[idx]
-                    sg = sigmas[idx]
-                    w = v / (sg * sg) if v > 3 * sg else 3.0 / sg
-                    deviation = v - mean[g]
-                    swxx = swxx + w * deviation * deviation
-                spread = sqrt(swxx / ((count[g] - 1) * sw))
+                    deviation = values[order[j]] - mean[g]
+                    spread = spread + (deviation if deviation > 0 else -deviation)
+                spread = spread / (count[g] * sqrt(count[g] - 1.0))
                 sigma[g] = spread if spread > internal else internal
             else:
                 sigma[g] = internal

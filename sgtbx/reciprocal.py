@@ -226,7 +226,8 @@ def merge_equivalents(space_group, hkl, values, sigmas, anomalous=False, rule="w
         "weighted": the mean weighted by 1/sigma^2, with s.u.
         (sum 1/sigma^2)^-1/2.  "shelxl": SHELXL's rule, weights I/sigma^2
         when I > 3 sigma and 3/sigma otherwise, and the s.u. the larger of
-        the one from the sigmas and the one from the spread of the values.
+        (sum 1/sigma^2)^-1/2 and the spread sum |I - <I>| / (n sqrt(n - 1))
+        (the estimate of SHELXL and of cctbx's merge_equivalents_shelx).
 
     Returns
     -------

@@ -118,12 +118,35 @@ def special_sites(group):
     return _SPECIAL[group.name]
 
 
+def image_distance(group, cell, site):
+    """Shortest distance (Angstrom) from ``site`` to a symmetry image of
+    itself other than by the identity."""
+    rots, trans = group.all_operations()
+    images = rots[1:] @ site + trans[1:]
+    d = images - site
+    d -= np.round(d)
+    orth = np.array(cell.gemmi.orth.mat.tolist())
+    shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3)))
+    if len(d) == 0:
+        return np.inf
+    cart = ((d[:, None, :] + shifts[None]) @ orth.T)
+    return float(np.sqrt((cart**2).sum(-1)).min())
+
+
 def random_structure(group, cell, n_atoms=7, aniso=True, seed=0, special=True,
                      elements=("C", "N", "O", "S", "Fe", "Cl", "H")):
     """Random atoms (some on special positions) with ADPs obeying the site
     symmetry; returns (Scatterers, multiplicities)."""
     rng = np.random.default_rng(seed)
-    sites = list(rng.random((n_atoms, 3)))
+    sites = []
+    for _ in range(10000):  # general positions clear of sgtbx's 0.5 A special-site tolerance
+        site = rng.random(3)
+        if image_distance(group, cell, site) > 0.6:
+            sites.append(site)
+        if len(sites) == n_atoms:
+            break
+    else:
+        raise RuntimeError(f"cannot place {n_atoms} general atoms in {group.name}")
     if special:
         sp = special_sites(group)
         for i, s in enumerate(sp[:max(1, n_atoms // 2)]):

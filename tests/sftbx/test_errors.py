@@ -153,3 +153,14 @@ def test_bad_design_row_requests():
         sf.gradients(np.zeros(3), np.zeros(2), pm)
     with pytest.raises(ScatteringError, match="finite"):
         sf.gradients(np.array([0.0, np.nan]), np.zeros(2), pm)
+
+
+def test_extinction_that_turns_negative():
+    group, cell = _structure()
+    scat = sftbx.Scatterers(**_atoms())
+    sf = sftbx.StructureFactors(cell, group, scat, [[1, 0, 0], [1, 2, 3]],
+                                multiplicities=[4, 4, 4])
+    with pytest.raises(ScatteringError, match=r"1 \+ x eps"):
+        sf.design_rows(extinction=sftbx.ShelxExtinction(-1e3, 0.71))
+    with pytest.raises(ScatteringError, match="must stay positive"):
+        sftbx.y_calc(sf.f_calc(), extinction_eps=np.ones(2), extinction_x=-1.0)

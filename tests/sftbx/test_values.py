@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import sftbx
+import sgtbx
 from sftbx import _direct
 from sftbx.scattering import form_factor_table
 
@@ -49,14 +50,20 @@ def rel(a, b):
 @pytest.mark.parametrize("aniso", [False, True], ids=["iso", "aniso"])
 @pytest.mark.parametrize("key", list(GROUPS))
 def test_against_gemmi(key, aniso):
+    """Through the public face with sgtbx objects: multiplicities from
+    sgtbx's site symmetry, operations from sgtbx.SpaceGroup."""
     name, cell_parameters = GROUPS[key]
     group, cell = GemmiSymmetry(name), Cell(*cell_parameters)
     scat, mult = random_structure(group, cell, n_atoms=7, aniso=aniso, seed=11)
     scat.fp[:] = 0.0          # gemmi's SmallStructure sites carry no f'
     assert not special_sites(group) or (mult < group.order_z).any()
     hkl = random_hkl(cell, d_min=0.8, n=250, seed=2)
-    f = sftbx.structure_factors(cell, group, scat, hkl, multiplicities=mult)
+    f = sftbx.structure_factors(sgtbx.UnitCell(*cell_parameters), sgtbx.SpaceGroup(name), scat,
+                                hkl)
     assert rel(f, gemmi_f_calc(group, cell, scat, mult, hkl)) <= 1e-5
+    # the same from the plain arrays of gemmi's operations and our multiplicities
+    f_arrays = sftbx.structure_factors(cell, group, scat, hkl, multiplicities=mult)
+    assert rel(f_arrays, f) <= 1e-13
 
 
 @pytest.mark.parametrize("table,calculator", [
@@ -195,7 +202,7 @@ def test_thread_count_does_not_change_results():
     group, cell = GemmiSymmetry(name), Cell(*cell_parameters)
     scat, mult = random_structure(group, cell, n_atoms=8, seed=12)
     hkl = random_hkl(cell, d_min=0.8, n=700, seed=12)
-    pm = sftbx.ParameterMap.for_scatterers(scat, occupancy=True)
+    pm = None  # the default map: sites, ADPs, occupancies
     results = []
     for n_threads in (1, 2, 3):
         sf = sftbx.StructureFactors(cell, group, scat, hkl, multiplicities=mult,
@@ -226,3 +233,8 @@ def test_ions_and_dispersion_from_gemmi():
     energy = 12398.419843320026 / 1.5406
     assert (fp[0], fdp[0]) == gemmi.cromer_liberman(z=26, energy=energy)
     assert (fp[1], fdp[1]) == gemmi.cromer_liberman(z=29, energy=energy)
+    scat = sftbx.Scatterers(["Fe3+", "Cu", "C"], np.zeros((3, 3)), np.ones(3), np.full(3, 0.02))
+    scat.set_anomalous_from_wavelength(1.5406)
+    assert scat.fp[0] == fp[0] and scat.fdp[1] == fdp[1] and 0 < scat.fdp[2] < 0.1
+    with pytest.raises(sftbx.ScatteringError, match="wavelength"):
+        scat.set_anomalous_from_wavelength(0.0)

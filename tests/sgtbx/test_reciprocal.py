@@ -7,7 +7,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from sgtbx import (ReflectionError, SpaceGroup, UnitCell, complete_set, completeness,
+from sgtbx import (ReflectionError, SpaceGroup, UnitCell, complete_set, completeness, map_to_asu,
                    merge_equivalents)
 
 SETTINGS = [entry.xhm() for entry in gemmi.spacegroup_table()]
@@ -142,7 +142,7 @@ def test_merge_shelxl_rule_by_hand():
     w = np.array([100 / 25, 90 / 25, 3 / 1])  # I > 3 sigma: I/sigma^2; else 3/sigma
     mean = (w * values).sum() / w.sum()
     internal = 1 / np.sqrt((1 / sigmas ** 2).sum())
-    spread = np.sqrt((w * (values - mean) ** 2).sum() / (2 * w.sum()))
+    spread = np.abs(values - mean).sum() / (3 * np.sqrt(2))
     assert merged.values[0] == pytest.approx(mean, rel=1e-12)
     assert merged.sigmas[0] == pytest.approx(max(internal, spread), rel=1e-12)
     # anomalous: Friedel mates kept apart in P1
@@ -203,3 +203,29 @@ def test_merge_groups_sparse_indices_the_same_way():
     np.testing.assert_array_equal(sparse.hkl[:-1], compact.hkl)
     np.testing.assert_allclose(sparse.values[:-1], compact.values, rtol=1e-15)
     np.testing.assert_array_equal(sparse.hkl[-1], [900, 900, 900])
+
+
+def test_merge_shelxl_rule_with_friedel_pairs():
+    sg = SpaceGroup("P 1 21 1")
+    hkl = np.array([[1, 2, 3], [-1, 2, -3], [1, 2, 3],      # equivalent in P21
+                    [2, 0, 1], [2, 0, 1],                    # weak
+                    [1, 1, 1], [-1, -1, -1]])                # Friedel mates
+    fo = np.array([100.0, 110.0, 90.0, 1.0, 2.0, 50.0, 60.0])
+    sig = np.array([5.0, 5.0, 5.0, 1.0, 1.0, 2.0, 2.0])
+    merged = merge_equivalents(sg, hkl, fo, sig, anomalous=True, rule="shelxl")
+    out_hkl, mean, sigma, r_int = merged.hkl, merged.values, merged.sigmas, merged.r_int
+    rows = {tuple(h): i for i, h in enumerate(out_hkl.tolist())}
+    assert len(rows) == 4
+    strong = rows[tuple(map_to_asu(sg, [[1, 2, 3]], True).hkl[0])]
+    expected = (100**2 + 110**2 + 90**2) / 300.0          # weights I/σ²
+    assert mean[strong] == pytest.approx(expected)
+    spread = (abs(100 - expected) + abs(110 - expected) + abs(90 - expected)) / (3 * np.sqrt(2))
+    assert spread > 5 / np.sqrt(3)
+    assert sigma[strong] == pytest.approx(spread)
+    weak = rows[tuple(map_to_asu(sg, [[2, 0, 1]], True).hkl[0])]
+    assert mean[weak] == pytest.approx(1.5)                # weights 3/σ, equal
+    assert sigma[weak] == pytest.approx(1 / np.sqrt(2))    # internal > spread 0.5
+    merged_friedel = merge_equivalents(sg, hkl, fo, sig, anomalous=False, rule="shelxl").values
+    assert len(merged_friedel) == 3
+    deviations = sum(abs(v - expected) for v in (100, 110, 90)) + 1.0
+    assert r_int == pytest.approx(deviations / (300 + 3))

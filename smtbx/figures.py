@@ -1,0 +1,214 @@
+"""SHELXL's weights and agreement figures (DESIGN.md §5, §7).
+
+With Fo² and σ(Fo²) on the scale of the file, Fc² on the absolute scale and
+K the overall scale (Fo² ≈ K Fc², K = osf² from FVAR 1):
+
+* weights, SHELXL's WGHT a b c d e f on the absolute scale, rewritten for
+  residuals Fo² − K Fc² on the file's scale:
+  w = q / [σ² + (aP)² + K b P + K² (d + e sinθ/λ)],
+  P = f max(Fo², 0) + (1 − f) K Fc², q = 1 (c = 0),
+  exp(c (sinθ/λ)²) (c > 0) or 1 − exp(c (sinθ/λ)²) (c < 0);
+* R1 = Σ|Fo − √K |Fc|| / Σ Fo, Fo = √max(Fo², 0), over Fo² > 2σ(Fo²)
+  ("gt") and over all reflections;
+* wR2 = [Σ w (Fo² − K Fc²)² / Σ w Fo⁴]^½;
+* GoF = [Σ w (Fo² − K Fc²)² / (n − p)]^½ with p the independent parameters
+  plus the scale; restrained GoF = [(Σ w r² + Σ w_r Δ²) / (n + n_r − p)]^½.
+  Both need p; without it they are None.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .data import reduce_observations
+from .model import FreeVariableSum
+from .structure import calculated_intensities
+
+
+def shelxl_weights(fo_sq, sig_fo_sq, fc_sq, scale, weighting, sin_theta_over_lambda):
+    """SHELXL weights for residuals Fo² − K Fc² on the scale of Fo².
+
+    Parameters
+    ----------
+    fo_sq, sig_fo_sq : float64 (m,)
+        On the file's scale.
+    fc_sq : float64 (m,)
+        Absolute scale.
+    scale : float
+        K, with Fo² ≈ K Fc² (SHELXL's osf²).
+    weighting : model.Weighting
+        a, b, c, d, e, f of WGHT.
+    sin_theta_over_lambda : float64 (m,)
+
+    Returns
+    -------
+    float64 (m,)
+    """
+    wt = weighting
+    p = wt.f * np.maximum(fo_sq, 0.0) + (1.0 - wt.f) * scale * fc_sq
+    denominator = (sig_fo_sq ** 2 + (wt.a * p) ** 2 + scale * wt.b * p
+                   + scale ** 2 * (wt.d + wt.e * sin_theta_over_lambda))
+    q = np.ones_like(fo_sq)
+    if wt.c > 0:
+        q = np.exp(wt.c * sin_theta_over_lambda ** 2)
+    elif wt.c < 0:
+        q = 1.0 - np.exp(wt.c * sin_theta_over_lambda ** 2)
+    return q / denominator
+
+
+@dataclass
+class Figures:
+    """Agreement figures and the counts behind them.
+
+    Attributes
+    ----------
+    r1_gt, r1_all, wr2 : float
+    gof, restrained_gof : float or None
+        None while the parameter count is unknown.
+    n_reflections, n_gt : int
+    n_parameters : int or None
+        Independent parameters + the scale, as SHELXL counts them.
+    n_restraints : int or None
+    scale : float
+        K (Fo² ≈ K Fc²).
+    sum_w_r2 : float
+        Σ w (Fo² − K Fc²)².
+    """
+
+    r1_gt: float
+    r1_all: float
+    wr2: float
+    gof: float | None
+    restrained_gof: float | None
+    n_reflections: int
+    n_gt: int
+    n_parameters: int | None
+    n_restraints: int | None
+    scale: float
+    sum_w_r2: float
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def agreement(fo_sq, sig_fo_sq, fc_sq, scale, weights, n_parameters=None, n_restraints=None,
+              restraint_chi2=None):
+    """R1(gt), R1(all), wR2, GoF and restrained GoF.
+
+    Parameters
+    ----------
+    fo_sq, sig_fo_sq : float64 (m,)
+    fc_sq : float64 (m,)
+        Absolute scale.
+    scale : float
+        K.
+    weights : float64 (m,)
+        For residuals Fo² − K Fc².
+    n_parameters : int, optional
+        p, the scale included.
+    n_restraints : int, optional
+    restraint_chi2 : float, optional
+        Σ w_r Δ² of the restraints (0 when there are none).
+
+    Returns
+    -------
+    Figures
+    """
+    fo = np.sqrt(np.maximum(fo_sq, 0.0))
+    fc = np.sqrt(scale * fc_sq)
+    gt = fo_sq > 2 * sig_fo_sq
+    diff = np.abs(fo - fc)
+    r1_all = diff.sum() / fo.sum()
+    r1_gt = diff[gt].sum() / fo[gt].sum() if gt.any() else float("nan")
+    residual = fo_sq - scale * fc_sq
+    sum_w_r2 = float(np.sum(weights * residual ** 2))
+    wr2 = np.sqrt(sum_w_r2 / np.sum(weights * fo_sq ** 2))
+    n = len(fo_sq)
+    gof = restrained = None
+    if n_parameters is not None and n > n_parameters:
+        gof = float(np.sqrt(sum_w_r2 / (n - n_parameters)))
+        if n_restraints is not None and restraint_chi2 is not None:
+            restrained = float(np.sqrt((sum_w_r2 + restraint_chi2) / (n + n_restraints - n_parameters)))
+    return Figures(r1_gt=float(r1_gt), r1_all=float(r1_all), wr2=float(wr2), gof=gof,
+                   restrained_gof=restrained, n_reflections=n, n_gt=int(gt.sum()),
+                   n_parameters=n_parameters, n_restraints=n_restraints, scale=float(scale),
+                   sum_w_r2=sum_w_r2)
+
+
+def floating_origin_directions(space_group):
+    """Directions along which the origin is free (polar space groups): the
+    dimension of the subspace every rotation leaves fixed.  SHELXL holds
+    each with its floating-origin restraint."""
+    if space_group.is_centric:
+        return 0
+    rotations = np.asarray(space_group.rotations, dtype=np.float64)
+    stacked = (rotations - np.eye(3)).reshape(-1, 3)
+    return 3 - int(np.linalg.matrix_rank(stacked))
+
+
+def restraint_count(model):
+    """The number of restraints as SHELXL counts them, or None when it
+    cannot be given yet.
+
+    This is the hook for the restraint bookkeeping: SHELXL counts one
+    restraint per generated equation (per atom pair of DFIX/SADI/DELU/SIMU,
+    per atom of ISOR, per volume of FLAT, ...), which needs the bonds and
+    the expanded restraint lists of restraintstbx.  Until that is connected,
+    the count is given only for models with no restraint or SUMP
+    instruction: it is then the number of floating-origin restraints.
+    """
+    if model.restraints or model.constraints_of_type(FreeVariableSum):
+        return None
+    return floating_origin_directions(model.space_group)
+
+
+def parameter_count(model):
+    """Independent parameters + the scale, as SHELXL counts them, or None.
+
+    The hook for the reparametrisation graph (constraints, riding atoms,
+    special positions, free variables): until it is connected the count is
+    not known and None is returned rather than a guess.
+    """
+    return None
+
+
+def starting_figures(model, data=None, n_threads=1, n_parameters=None, n_restraints=None,
+                     restraint_chi2=None):
+    """SHELXL's figures for the model as read, before any cycle.
+
+    Parameters
+    ----------
+    model : Model
+        With its observations.
+    data : ReflectionData, optional
+        Default: ``reduce_observations(model)``.
+    n_threads : int
+    n_parameters, n_restraints : int, optional
+        Default :func:`parameter_count` and :func:`restraint_count`.
+    restraint_chi2 : float, optional
+        Σ w_r Δ² of the restraints; taken as 0 when the model has no
+        restraint instructions (the floating-origin restraint is then
+        satisfied by construction).
+
+    Returns
+    -------
+    figures : Figures
+    data : ReflectionData
+    fc_sq : float64 (m,)
+        Absolute scale.
+    weights : float64 (m,)
+    """
+    data = reduce_observations(model) if data is None else data
+    fc_sq = calculated_intensities(model, data, n_threads)
+    scale = model.scale ** 2
+    stol = 0.5 * np.sqrt(model.cell.s_squared(data.hkl))
+    weights = shelxl_weights(data.fo_sq, data.sig_fo_sq, fc_sq, scale, model.instructions.weighting, stol)
+    if n_parameters is None:
+        n_parameters = parameter_count(model)
+    if n_restraints is None:
+        n_restraints = restraint_count(model)
+    if restraint_chi2 is None and not model.restraints:
+        restraint_chi2 = 0.0
+    figures = agreement(data.fo_sq, data.sig_fo_sq, fc_sq, scale, weights, n_parameters,
+                        n_restraints, restraint_chi2)
+    return figures, data, fc_sq, weights

@@ -19,7 +19,7 @@ def wrappers; values by sftbx/fft.py).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, log, fabs, sqrt, floor, ceil, cos, sin, M_PI
+from libc.math cimport exp, log, fabs, sqrt, ceil, cos, sin, M_PI
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import numpy as np
@@ -40,6 +40,18 @@ cdef enum:
     MAX_TERMS = 8
 
 
+cdef inline Py_ssize_t _floor(double x) noexcept nogil:
+    """floor(x) for |x| < 2^62 without a libm call (the baseline x86-64 ISA
+    has no rounding instruction)."""
+    cdef Py_ssize_t i = <Py_ssize_t>x
+    return i - 1 if x < i else i
+
+
+cdef inline Py_ssize_t _ceil(double x) noexcept nogil:
+    cdef Py_ssize_t i = <Py_ssize_t>x
+    return i + 1 if x > i else i
+
+
 cdef inline Py_ssize_t _wrap(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t r = i % n
     if r < 0:
@@ -52,6 +64,7 @@ cdef struct Ellipsoid:
     double m00, m11, m22, m01, m02, m12
     double p00, p11, p01
     double w0, w1, w2   # sqrt((M^-1)_ii): half-widths along the axes per unit radius
+    double inv_p11, inv_m22
 
 
 cdef Ellipsoid _ellipsoid(const double[::1] metric) noexcept nogil:
@@ -71,6 +84,8 @@ cdef Ellipsoid _ellipsoid(const double[::1] metric) noexcept nogil:
     e.w0 = sqrt((e.m11 * e.m22 - e.m12 * e.m12) / det)
     e.w1 = sqrt((e.m00 * e.m22 - e.m02 * e.m02) / det)
     e.w2 = sqrt((e.m00 * e.m11 - e.m01 * e.m01) / det)
+    e.inv_p11 = 1.0 / e.p11
+    e.inv_m22 = 1.0 / e.m22
     return e
 
 
@@ -136,16 +151,16 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
             direct = True
     n_j = _lines(el, r_sq)
     khi = klo + n_j
-    i_lo = <Py_ssize_t>ceil(c0 - r * el.w0)
-    i_hi = <Py_ssize_t>floor(c0 + r * el.w0)
+    i_lo = _ceil(c0 - r * el.w0)
+    i_hi = _floor(c0 + r * el.w0)
     for i in range(i_lo, i_hi + 1):
         d0 = i - c0
         disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
         if disc < 0:
             continue
         sq = sqrt(disc)
-        j_lo = <Py_ssize_t>ceil(c1 + (-el.p01 * d0 - sq) / el.p11)
-        j_hi = <Py_ssize_t>floor(c1 + (-el.p01 * d0 + sq) / el.p11)
+        j_lo = _ceil(c1 + (-el.p01 * d0 - sq) * el.inv_p11)
+        j_hi = _floor(c1 + (-el.p01 * d0 + sq) * el.inv_p11)
         if j_hi < j_lo:
             continue
         # the d2 range of each line, and the plane's lowest k
@@ -161,8 +176,8 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                 khi[jl] = 0
                 continue
             sq = sqrt(disc)
-            klo[jl] = <Py_ssize_t>ceil(c2 + (-b - sq) / el.m22)
-            khi[jl] = <Py_ssize_t>floor(c2 + (-b + sq) / el.m22)
+            klo[jl] = _ceil(c2 + (-b - sq) * el.inv_m22)
+            khi[jl] = _floor(c2 + (-b + sq) * el.inv_m22)
             if khi[jl] >= klo[jl] and klo[jl] < k0:
                 k0 = klo[jl]
         if k0 == PY_SSIZE_T_MAX:
@@ -484,16 +499,16 @@ def mark_spheres(const double[:, ::1] centres, const double[::1] radius_sq,
             r_sq = radius_sq[a]
             in_sq = core_sq[a]
             half0 = sqrt(r_sq) * el.w0
-            i_lo = <Py_ssize_t>ceil(c0 - half0)
-            i_hi = <Py_ssize_t>floor(c0 + half0)
+            i_lo = _ceil(c0 - half0)
+            i_hi = _floor(c0 + half0)
             for i in range(i_lo, i_hi + 1):
                 d0 = i - c0
                 disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
                 if disc < 0:
                     continue
                 sq = sqrt(disc)
-                j_lo = <Py_ssize_t>ceil(c1 + (-el.p01 * d0 - sq) / el.p11)
-                j_hi = <Py_ssize_t>floor(c1 + (-el.p01 * d0 + sq) / el.p11)
+                j_lo = _ceil(c1 + (-el.p01 * d0 - sq) * el.inv_p11)
+                j_hi = _floor(c1 + (-el.p01 * d0 + sq) * el.inv_p11)
                 ii = _wrap(i, n0)
                 for j in range(j_lo, j_hi + 1):
                     d1 = j - c1
@@ -503,8 +518,8 @@ def mark_spheres(const double[:, ::1] centres, const double[::1] radius_sq,
                     if disc < 0:
                         continue
                     sq = sqrt(disc)
-                    k_lo = <Py_ssize_t>ceil(c2 + (-b - sq) / el.m22)
-                    k_hi = <Py_ssize_t>floor(c2 + (-b + sq) / el.m22)
+                    k_lo = _ceil(c2 + (-b - sq) * el.inv_m22)
+                    k_hi = _floor(c2 + (-b + sq) * el.inv_m22)
                     jj = _wrap(j, n1)
                     q = cc + r_sq
                     for k in range(k_lo, k_hi + 1):

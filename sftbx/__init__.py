@@ -15,11 +15,17 @@ from .scatterers import SLOTS, ParameterMap, Scatterers
 from .scattering import TABLES, cromer_liberman, form_factor_table, parse_scattering_type
 from .direct import (ShelxExtinction, StructureFactors, extinction_correction,
                      structure_factors, y_calc)
+from .fft import ACCURACY, FFTError, FFTStructureFactors, grid_shape, structure_factor_calculator
+from .mask import VDW_RADII_CCTBX, MaskError, SolventMask, f_mask, vdw_radii
+from .maps import (FourierMap, Peak, difference_map, fourier_synthesis, grid_size, move_near_atoms,
+                   peak_search, q_peak_lines)
 
 __all__ = [
     "ScatteringError", "SLOTS", "ParameterMap", "Scatterers", "TABLES", "cromer_liberman",
     "form_factor_table", "parse_scattering_type", "ShelxExtinction", "StructureFactors", "extinction_correction",
     "structure_factors", "y_calc",
+    "ACCURACY", "FFTError", "FFTStructureFactors", "grid_shape", "structure_factor_calculator",
+    "VDW_RADII_CCTBX", "MaskError", "SolventMask", "f_mask", "vdw_radii",
+    "FourierMap", "Peak", "difference_map", "fourier_synthesis", "grid_size", "move_near_atoms",
+    "peak_search", "q_peak_lines",
 ]
-from .maps import (FourierMap, Peak, difference_map, fourier_synthesis, grid_size, move_near_atoms,
-                   peak_search, q_peak_lines)

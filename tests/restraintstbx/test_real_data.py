@@ -21,8 +21,10 @@ def model(macro_data, monomer_data):
                                   warnings=None, ignore_unknown_links=True)
     sites = np.array([[c.atom.pos.x, c.atom.pos.y, c.atom.pos.z] for c in st[0].all()])
     labels = [f"{c.residue.name}{c.residue.seqid.num}/{c.atom.name}" for c in st[0].all()]
-    # the topology points into the structure: keep both
-    return st, topo, sites, labels
+    # the topology points into the structure and into the monomer library's
+    # restraint values: keep all three alive (a freed monomer library left
+    # the bond targets reading garbage once other tests had run)
+    return (st, monlib), topo, sites, labels
 
 
 def index(restraint):

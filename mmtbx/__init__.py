@@ -2,7 +2,8 @@
 
 Models and reflections are read through gemmi (:mod:`mmtbx.io`, with
 French–Wilson for intensities); F_calc and F_mask come from one function,
-:func:`mmtbx.sources.compute_f_calc_and_mask`; :class:`FModel` fits the bulk
+:func:`mmtbx.sources.compute_f_calc_and_mask` (sftbx's FFT path and solvent
+mask); :class:`FModel` fits the bulk
 solvent and the scales and gives R factors, the least-squares and
 maximum-likelihood targets with gradients with respect to F_calc, α/β, σA,
 figures of merit and map coefficients.  The command ``mmtbx-fmodel`` is

@@ -1,45 +1,21 @@
 """Where F_calc and F_mask come from: the one place mmtbx calls a structure-factor engine.
 
-Everything else in mmtbx takes complex arrays.  Until sftbx's FFT face lands
-(issue 9: ``sftbx/fft.py`` and ``sftbx/mask.py``), :func:`compute_f_calc_and_mask`
-uses gemmi: the atoms' densities sampled on a grid (``DensityCalculatorX``,
-IT92 form factors, refmac-compatible blur, then a fast Fourier transform) and
-the flat solvent mask (``SolventMasker``, cctbx's radii, probe 1.1 Å, shrink
-0.9 Å) transformed the same way.  **This function is to be replaced by a
-call to sftbx's FFT face**; its signature and its return values are the
-contract.
+Everything else in mmtbx takes complex arrays.  :func:`compute_f_calc_and_mask`
+uses sftbx's FFT path (atoms' densities sampled on a grid, IT92 form
+factors, occupancies weighted by 1/|site group| as DESIGN.md §2 says) and
+sftbx's flat solvent mask (cctbx's van der Waals radii, probe 1.1 Å, shrink
+0.9 Å).
 """
 
-import gemmi
 import numpy as np
+
+import sftbx
 
 from .errors import ModelError
 
 
-def _symmetry_weighted_model(structure):
-    """A copy of the first model whose occupancies are chemical occupancy
-    divided by the order of the site-symmetry group (DESIGN.md §2: gemmi's
-    calculators sum over all operations, so a special position must not be
-    counted more than once)."""
-    st = structure.clone()
-    st.remove_empty_chains()
-    st.setup_cell_images()
-    model = st[0]
-    cell = st.cell
-    for chain in model:
-        for residue in chain:
-            for atom in residue:
-                n_images = cell.is_special_position(atom.pos, 0.5)
-                if n_images:
-                    atom.occ /= n_images + 1
-    return st, model
-
-
-def compute_f_calc_and_mask(structure, unit_cell, space_group, hkl, d_min):
+def compute_f_calc_and_mask(structure, unit_cell, space_group, hkl, d_min, n_threads=1):
     """F_calc of the atoms and F_mask of the flat solvent mask at ``hkl``.
-
-    To be replaced by sftbx's FFT face (sftbx/fft.py, sftbx/mask.py) when it
-    lands; until then gemmi computes both.
 
     Parameters
     ----------
@@ -65,33 +41,17 @@ def compute_f_calc_and_mask(structure, unit_cell, space_group, hkl, d_min):
     """
     hkl = np.ascontiguousarray(hkl, dtype=np.int32)
     st = structure.clone()
+    st.remove_empty_chains()
     st.cell = unit_cell.as_gemmi()
     entry = space_group.gemmi_space_group
     if entry is None:
-        raise ModelError(f"space group {space_group.hall!r} is not in gemmi's tables, which "
-                         "the gemmi-based F_calc needs")
+        raise ModelError(f"space group {space_group.hall!r} is not in gemmi's tables")
     st.spacegroup_hm = entry.xhm()
-    st, model = _symmetry_weighted_model(st)
-    if model.count_atom_sites() == 0:
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise ModelError("the model has no atoms to compute F_calc from")
-
-    calc = gemmi.DensityCalculatorX()
-    calc.d_min = d_min
-    calc.rate = 1.5
-    calc.cutoff = 1e-5
-    calc.set_refmac_compatible_blur(model)
-    calc.grid.setup_from(st)
-    calc.put_model_density_on_grid(model)
-    f_calc_grid = gemmi.transform_map_to_f_phi(calc.grid, half_l=True)
-    f_calc = f_calc_grid.get_value_by_hkl(hkl, unblur=calc.blur).astype(np.complex128)
-
-    mask = gemmi.FloatGrid()
-    mask.setup_from(st, spacing=min(0.6, d_min / 4.0))
-    masker = gemmi.SolventMasker(gemmi.AtomicRadiiSet.Cctbx)
-    masker.rprobe = 1.1
-    masker.rshrink = 0.9
-    masker.island_min_volume = 0.0
-    masker.put_mask_on_float_grid(mask, model)
-    f_mask_grid = gemmi.transform_map_to_f_phi(mask, half_l=True)
-    f_mask = f_mask_grid.get_value_by_hkl(hkl).astype(np.complex128)
-    return f_calc, f_mask
+    _, _, scatterers = sftbx.fft.scatterers_from_gemmi(st)
+    f_calc = sftbx.FFTStructureFactors(unit_cell, space_group, scatterers, hkl, d_min=d_min,
+                                       n_threads=n_threads).f_calc()
+    f_mask = sftbx.f_mask(unit_cell, space_group, scatterers, hkl, d_min=d_min,
+                          n_threads=n_threads)
+    return f_calc, np.asarray(f_mask, dtype=np.complex128)

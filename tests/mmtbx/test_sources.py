@@ -1,8 +1,8 @@
-"""The gemmi-based F_calc/F_mask source (to be replaced by sftbx's FFT)."""
+"""The F_calc/F_mask source (sftbx's FFT path and solvent mask), checked
+against gemmi."""
 
 import gemmi
 import numpy as np
-import pytest
 
 import sgtbx
 from mmtbx import compute_f_calc_and_mask
@@ -60,4 +60,6 @@ def test_atom_on_a_special_position_counts_once():
     s_sq = cell.s_squared(hkl)
     coef = gemmi.Element("C").it92
     f0 = np.array([coef.calculate_sf(x / 4) for x in s_sq]) * np.exp(-10.0 * s_sq / 4)
-    assert np.abs(f_calc) == pytest.approx(f0, rel=2e-3, abs=2e-3)
+    # the FFT's contract is an amplitude R <= 1e-3 against direct summation;
+    # an atom counted twice would give R = 1
+    assert np.sum(np.abs(np.abs(f_calc) - f0)) / np.sum(f0) < 1e-3

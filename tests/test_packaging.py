@@ -42,7 +42,7 @@ def _readme_commands():
 def test_readme_opens_with_two_commands():
     lines = _readme_commands()
     assert len(lines) == 2
-    assert lines[0].startswith("pip install .")
+    assert lines[0] == "pip install . && smtbx-refine --demo"
     assert lines[1] == 'pip install ".[test]" && pytest'
 
 

@@ -210,5 +210,5 @@ def calculated_intensities(model, data, n_threads=1):
     if exti is not None and exti != 0:
         extinction = sftbx.ShelxExtinction(exti, model.wavelength)
         eps = extinction.eps(model.cell.s_squared(data.hkl))
-        fc_sq, *_ = sftbx.y_calc(np.sqrt(fc_sq).astype(np.complex128), "fc_sq", eps, exti)
+        fc_sq, *_ = sftbx.extinction_correction(fc_sq, eps, exti)
     return fc_sq

@@ -127,16 +127,16 @@ def _site_multiplicities(unit_cell, space_group, sites_frac):
     return SiteSymmetryTable(unit_cell, space_group, sites_frac).multiplicities.astype(np.float64)
 
 
-def _hkl_array(hkl):
+def _hkl_array(hkl, error=ScatteringError):
+    """Miller indices as C-contiguous int32 (m, 3); bad input raises ``error``."""
     arr = np.asarray(hkl)
     if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ScatteringError(f"hkl: expected an integer array of shape (m, 3), got shape "
-                              f"{arr.shape}")
+        raise error(f"hkl: expected an integer array of shape (m, 3), got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
-            raise ScatteringError("hkl: Miller indices must be integers")
+            raise error("hkl: Miller indices must be integers")
     if arr.size and np.abs(arr).max() > 2**20:
-        raise ScatteringError("hkl: Miller index beyond 2^20")
+        raise error("hkl: Miller index beyond 2^20")
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import scipy.fft
 
 from . import _fft
+from .direct import StructureFactors, _hkl_array
 from .errors import ScatteringError
 from .scatterers import SLOT_INDEX, ParameterMap, Scatterers
 from .scattering import form_factor_table
@@ -165,15 +166,7 @@ def _space_group_ops(space_group):
 
 
 def _hkl(hkl):
-    arr = np.asarray(hkl)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise FFTError(f"hkl: expected an integer array of shape (m, 3), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
-            raise FFTError("hkl: Miller indices must be integers")
-    if arr.size and np.abs(arr).max() > 2**20:
-        raise FFTError("hkl: Miller index beyond 2^20")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+    return _hkl_array(hkl, FFTError)
 
 
 def check_scatterers(scatterers):
@@ -578,7 +571,6 @@ def structure_factor_calculator(unit_cell, space_group, scatterers, hkl, algorit
         Passed to the chosen class (``table``, ``n_threads``,
         ``multiplicities``; for the FFT also ``accuracy``, ``d_min``, ...).
     """
-    from .direct import StructureFactors
     if algorithm not in ("auto", "direct", "fft"):
         raise FFTError(f"algorithm {algorithm!r}: expected 'auto', 'direct' or 'fft'")
     if algorithm == "auto":

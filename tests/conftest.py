@@ -34,25 +34,23 @@ def crystal_data():
     return root
 
 
+def _subfolder(root, name, what):
+    path = root / name
+    if not path.is_dir():
+        pytest.skip(f"{what} not found in {root}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def small_data(crystal_data):
-    path = crystal_data / "small"
-    if not path.is_dir():
-        pytest.skip(f"small-molecule data not found in {crystal_data}")
-    return path
+    return _subfolder(crystal_data, "small", "small-molecule data")
 
 
 @pytest.fixture(scope="session")
 def macro_data(crystal_data):
-    path = crystal_data / "macro"
-    if not path.is_dir():
-        pytest.skip(f"macromolecular data not found in {crystal_data}")
-    return path
+    return _subfolder(crystal_data, "macro", "macromolecular data")
 
 
 @pytest.fixture(scope="session")
 def monomer_data(crystal_data):
-    path = crystal_data / "monomers"
-    if not path.is_dir():
-        pytest.skip(f"monomer library not found in {crystal_data}")
-    return path
+    return _subfolder(crystal_data, "monomers", "monomer library")

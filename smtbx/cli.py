@@ -9,8 +9,8 @@ evaluates the model as read and writes nothing but ``--json``.
 The publication outputs (:func:`publication`):
 
 * PREFIX.cif: s.u.'s from the final Var(x) through the constraints, the
-  bond and angle tables when the file asks for BOND or ACTA, torsions when
-  it asks for CONF, Flack x for non-centrosymmetric structures (Parsons'
+  bond, angle and torsion tables (always: the CIF check requires them;
+  measurements involving H only with ``BOND $H``, as SHELXL's BOND), Flack x for non-centrosymmetric structures (Parsons'
   quotients; the BASF of an inversion twin, TWIN −1 0 0 0 −1 0 0 0 −1 2),
   EXTI with its s.u., the residual density of the difference map, the
   final .res and the .hkl; it passes :func:`smtbx.cif.check_cif`;
@@ -277,6 +277,21 @@ def _instruction(model, name):
     return found
 
 
+def _geometry_filter(model, hydrogen):
+    """SHELXL's BOND: measurements involving hydrogen atoms only with
+    ``BOND $H``.  The tables are always written (ACTA implies BOND, and the
+    CIF check requires the bond, angle and torsion loops)."""
+    with_h = any(raw.name.upper() == "BOND" and any(str(w).upper() == "$H" for w in raw.args)
+                 for raw in model.instructions.other)
+
+    def keep(measurements):
+        if with_h:
+            return measurements
+        return [m for m in measurements if not any(hydrogen[r.index] for r in m.atoms)]
+
+    return keep
+
+
 def _is_inversion_twin(model, data):
     twin = model.instructions.twin
     return (twin is not None and data.hklf == 4 and twin.n_components == 2
@@ -304,19 +319,14 @@ def publication(model, least_squares, refinement, name, n_threads=1):
     graph, data = least_squares.graph, least_squares.data
     cov = refinement.equations.covariance()
     sites = atom_sites(model, graph, cov)
-    bonds, angles, torsions = [], [], []
-    want_bonds = _instruction(model, "BOND") is not None or _instruction(model, "ACTA") is not None
-    want_torsions = _instruction(model, "CONF") is not None
-    if want_bonds or want_torsions:
-        geometry = DerivedGeometry(model.cell, sites.sites_frac,
-                                   graph.jacobian[graph.site_index.ravel()], cov,
-                                   labels=sites.labels, space_group=model.space_group)
-        connectivity = Connectivity(model)
-        if want_bonds:
-            bonds = bond_table(geometry, connectivity)
-            angles = angle_table(geometry, connectivity)
-        if want_torsions:
-            torsions = torsion_table(geometry, connectivity)
+    geometry = DerivedGeometry(model.cell, sites.sites_frac,
+                               graph.jacobian[graph.site_index.ravel()], cov,
+                               labels=sites.labels, space_group=model.space_group)
+    connectivity = Connectivity(model)
+    keep = _geometry_filter(model, connectivity.hydrogen)
+    bonds = keep(bond_table(geometry, connectivity))
+    angles = keep(angle_table(geometry, connectivity))
+    torsions = keep(torsion_table(geometry, connectivity))
 
     k_sq = refinement.osf ** 2                   # Fo² ≈ K Fc²
     fc_sq_model = refinement.fc_sq if least_squares.target == "fc_sq" else refinement.fc_sq ** 2

@@ -46,7 +46,8 @@ from sgtbx.errors import CrystallographyError
 import sftbx
 
 from .absolute import FlackEstimate, parsons_flack
-from .cif import RefinementSummary, atom_sites, check_cif, cif_document, y_covariance
+from .cif import (RefinementSummary, atom_sites, check_cif, cif_document, format_su,
+                  y_covariance)
 from .connectivity import Connectivity
 from .errors import OutputError, ShelxSyntaxError
 from .fcf import fcf_document
@@ -383,6 +384,7 @@ def publication(model, least_squares, refinement, name, n_threads=1):
     extra = {}
     if least_squares.target == "fc":
         extra["_refine_ls_structure_factor_coef"] = "Fobs"
+        extra["_refine_ls_weighting_details"] = "w=1/[\\s^2^(Fo)]"
     summary = RefinementSummary(
         r1_gt=f.r1_gt, r1_all=f.r1_all, wr2_ref=f.wr2, wr2_gt=wr2_gt, gof=f.gof,
         restrained_gof=f.restrained_gof, n_reflections=f.n_reflections, n_gt=f.n_gt,
@@ -443,7 +445,7 @@ def _refinement_result(args, model, data, least_squares, refinement):
         friedel_pairs_merged=not data.anomalous, warnings=[str(w) for w in model.warnings])
 
 
-def _final_report(model, refinement, out, prefix=None):
+def _final_report(model, refinement, out, prefix=None, publication=None):
     f = refinement.figures
     state = "converged" if refinement.converged else "not converged"
     print(f"{len(refinement.cycles)} cycles, {state}: {refinement.reason}", file=out)
@@ -457,6 +459,18 @@ def _final_report(model, refinement, out, prefix=None):
     a, b = refinement.suggested_weighting
     if np.isfinite(a):
         print(f"Suggested weights: WGHT {a:.4f} {b:.4f}", file=out)
+    if publication is not None:
+        p = publication
+        if p.twin_fractions:
+            print("Twin fractions: " + ", ".join(format_su(v, u) for v, u in p.twin_fractions),
+                  file=out)
+        if p.extinction is not None:
+            print(f"EXTI {format_su(*p.extinction)}", file=out)
+        if p.flack is not None:
+            print(f"Flack x = {format_su(p.flack.x, p.flack.su)} ({p.flack.method})", file=out)
+        d = p.density
+        print(f"Highest difference peak {d['max']:.3f}, deepest hole {d['min']:.3f}, "
+              f"1-sigma level {d['rms']:.3f} e/A^3", file=out)
     if prefix is not None:
         print(f"wrote {prefix}.res, {prefix}.lst, {prefix}.cif and {prefix}.fcf", file=out)
 
@@ -543,7 +557,7 @@ def main(args):
         if refinement.blocked_atom:
             _warn([f"{refinement.blocked_atom}: the undamped shifts would make its U "
                    "non-positive definite; the refinement settled with damped shifts"])
-        _final_report(model, refinement, sys.stdout, prefix)
+        _final_report(model, refinement, sys.stdout, prefix, published)
         if worst:
             print("Restraints furthest from their targets:")
             for line in worst:

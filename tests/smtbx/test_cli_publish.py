@@ -186,3 +186,14 @@ def test_cc_invtwin_twin_fractions_and_flack(small_data, tmp_path, capsys):
     assert block.find_value("_refine_ls_abs_structure_details") == "'Refined as an inversion twin.'"
     fcf, _ = fcf_rows(prefix)
     assert len(fcf.find_values("_refln_index_h")) == result["n_reflections"] == 11096
+
+
+def test_refinement_on_f_says_so_in_the_cif(small_data, tmp_path, capsys):
+    prefix = tmp_path / "on_f"
+    result = refine(capsys, small_data / "exti_c2m" / "exti.res", prefix, "--target", "F")
+    assert result["target"] == "fc" and result["extinction"]["su"] > 0
+    block = gemmi.cif.read(f"{prefix}.cif").sole_block()
+    assert check_cif(block) == []
+    assert block.find_value("_refine_ls_structure_factor_coef") == "Fobs"
+    assert "(Fo)" in block.find_value("_refine_ls_weighting_details")
+    assert "4" == fcf_rows(prefix)[1]

@@ -10,9 +10,10 @@ The publication outputs (:func:`publication`):
 
 * PREFIX.cif: s.u.'s from the final Var(x) through the constraints, the
   bond, angle and torsion tables (always: the CIF check requires them;
-  measurements involving H only with ``BOND $H``, as SHELXL's BOND), Flack x for non-centrosymmetric structures (Parsons'
-  quotients; the BASF of an inversion twin, TWIN −1 0 0 0 −1 0 0 0 −1 2),
-  EXTI with its s.u., the residual density of the difference map, the
+  measurements involving H only with ``BOND $H``, as SHELXL's BOND),
+  Flack x for non-centrosymmetric structures (Parsons' quotients; the
+  BASF of an inversion twin, TWIN −1 0 0 0 −1 0 0 0 −1 2; none for other
+  twins), EXTI with its s.u., the residual density of the difference map, the
   final .res and the .hkl; it passes :func:`smtbx.cif.check_cif`;
 * PREFIX.fcf: LIST 6 when the file says LIST 6, LIST 4 otherwise;
 * the .res gets SHELXL's tail after END: the suggested WGHT, the
@@ -20,8 +21,10 @@ The publication outputs (:func:`publication`):
   moved to its symmetry image nearest to an atom.
 
 For twinned data and EXTI the difference map and LIST 6 use Fo² detwinned
-and corrected for extinction as SHELXL does it: Fo² |F(h)|² / Fc²(model).  ``smtbx-refine --demo`` refines a
-model shipped with the package against data simulated from it.
+and corrected for extinction as SHELXL does it: Fo² |F(h)|² / Fc²(model).
+
+``smtbx-refine --demo`` refines a model shipped with the package against
+data simulated from it.
 
 Every error in the input ends the command with one line on stderr,
 ``file:line: problem``, and exit code 2; a refinement that diverges ends it

@@ -242,8 +242,9 @@ class LeastSquares:
         SWAT, which this driver does not refine; twinned data on F or with
         SWAT.
     smtbx.errors.TwinInputError
-        (a TwinError naming the file) A twin law that is not integral or not a lattice symmetry, HKLF 5
-        component numbers out of range, a BASF count that does not match.
+        (a TwinError naming the file) A twin law that is not integral or
+        not a lattice symmetry, HKLF 5 component numbers out of range, a
+        BASF count that does not match.
     """
 
     def __init__(self, model, data=None, target="fc_sq", n_threads=2, block_rows=256,

@@ -2,10 +2,29 @@
 
 The number of cycles is L.S. of the file unless ``--cycles N`` says
 otherwise.  Each cycle is printed as it ends; at the end come SHELXL's
-figures, the suggested weights and (with ``--out``) PREFIX.res and
-PREFIX.lst, both replaced atomically.  ``--cycles 0`` evaluates the model as
-read and writes nothing but ``--json``.  ``smtbx-refine --demo`` refines a
-model shipped with the package against data simulated from it.
+figures, the suggested weights and PREFIX.res, PREFIX.lst, PREFIX.cif and
+PREFIX.fcf (PREFIX from ``--out``), all replaced atomically.  ``--cycles 0``
+evaluates the model as read and writes nothing but ``--json``.
+
+The publication outputs (:func:`publication`):
+
+* PREFIX.cif: s.u.'s from the final Var(x) through the constraints, the
+  bond, angle and torsion tables (always: the CIF check requires them;
+  measurements involving H only with ``BOND $H``, as SHELXL's BOND),
+  Flack x for non-centrosymmetric structures (Parsons' quotients; the
+  BASF of an inversion twin, TWIN −1 0 0 0 −1 0 0 0 −1 2; none for other
+  twins), EXTI with its s.u., the residual density of the difference map, the
+  final .res and the .hkl; it passes :func:`smtbx.cif.check_cif`;
+* PREFIX.fcf: LIST 6 when the file says LIST 6, LIST 4 otherwise;
+* the .res gets SHELXL's tail after END: the suggested WGHT, the
+  residual-density REM line and the Q peaks (PLAN n, default 20), each
+  moved to its symmetry image nearest to an atom.
+
+For twinned data and EXTI the difference map and LIST 6 use Fo² detwinned
+and corrected for extinction as SHELXL does it: Fo² |F(h)|² / Fc²(model).
+
+``smtbx-refine --demo`` refines a model shipped with the package against
+data simulated from it.
 
 Every error in the input ends the command with one line on stderr,
 ``file:line: problem``, and exit code 2; a refinement that diverges ends it
@@ -13,7 +32,9 @@ with a message naming the atom and exit code 1.  Nothing is written then.
 """
 
 import argparse
+from dataclasses import dataclass
 import json
+import math
 import os
 import sys
 import tempfile
@@ -25,13 +46,22 @@ import scipy
 
 from sgtbx.errors import CrystallographyError
 
+import sftbx
+
+from .absolute import FlackEstimate, parsons_flack
+from .cif import (RefinementSummary, atom_sites, check_cif, cif_document, format_su,
+                  y_covariance)
+from .connectivity import Connectivity
 from .errors import OutputError, ShelxSyntaxError
+from .fcf import fcf_document
 from .figures import starting_figures
+from .geometry import DerivedGeometry, angle_table, bond_table, torsion_table
 from .lst import cycle_header, cycle_line, format_lst
 from .refine import LeastSquares, RefinementDiverged
 from .restraints import WEIGHT_RULE
 from .shelx import format_res, read_shelx
-from .structure import dispersion
+from .structure import dispersion, structure_factors
+from .twinning import twin_fractions_su
 
 PROG = "smtbx-refine"
 
@@ -65,8 +95,8 @@ def add_arguments(parser):
                          help="threads for the structure factors (default 2)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", metavar="PREFIX",
-                        help="write PREFIX.res and PREFIX.lst (default: NAME for NAME.ins, "
-                             "NAME_refined for NAME.res)")
+                        help="write PREFIX.res, PREFIX.lst, PREFIX.cif and PREFIX.fcf (default: "
+                             "NAME for NAME.ins, NAME_refined for NAME.res)")
     output.add_argument("--json", metavar="FILE",
                         help="write the figures and counts to FILE (JSON), replacing it atomically")
     output.add_argument("--quiet", action="store_true",
@@ -174,9 +204,11 @@ def _default_prefix(source):
     return stem + "_refined" if ext.lower() == ".res" else stem
 
 
-def res_text(model, refinement):
+def res_text(model, refinement, publication=None):
     """The .res text: the refined model (FVAR 1 = osf), SHELXL's REM lines
-    with the figures before END, the suggested WGHT after it."""
+    with the figures before END, the suggested WGHT after it, then (with a
+    :class:`Publication`) the residual density and the Q peaks, laid out as
+    SHELXL's .res files have them."""
     text = format_res(model)
     f = refinement.figures
     rem = [f"REM R1 = {f.r1_gt:7.4f} for {f.n_gt:7d} Fo > 4sig(Fo) and {f.r1_all:7.4f} for all "
@@ -190,7 +222,217 @@ def res_text(model, refinement):
     a, b = refinement.suggested_weighting
     if np.isfinite(a):
         text += f"\nWGHT {a:11.4f} {b:11.4f}\n"
+    if publication is not None:
+        d = publication.density
+        text += (f"\nREM Highest difference peak {d['max']:6.3f},  deepest hole {d['min']:6.3f},"
+                 f"  1-sigma level {d['rms']:6.3f}\n")
+        text += "".join(line + "\n" for line in publication.q_peaks)
     return text
+
+
+@dataclass
+class Publication:
+    """What the command writes besides the .res and .lst (:func:`publication`).
+
+    Attributes
+    ----------
+    summary : smtbx.cif.RefinementSummary
+    sites : smtbx.cif.AtomSites
+    bonds, angles, torsions : lists of smtbx.geometry.Measurement
+    density : dict
+        max, min, rms (e Å⁻³) of the difference map, max_site, min_site.
+    q_peaks : list of str
+        The .res lines.
+    twin_fractions : list of (float, float)
+        Each component's fraction and s.u. (empty for untwinned data).
+    extinction : (float, float) or None
+    flack : smtbx.absolute.FlackEstimate or None
+    list_code : int
+        4 or 6.
+    fcf_text : str
+    """
+
+    summary: object
+    sites: object
+    bonds: list
+    angles: list
+    torsions: list
+    density: dict
+    q_peaks: list
+    twin_fractions: list
+    extinction: tuple | None
+    flack: object
+    list_code: int
+    fcf_text: str = ""
+
+
+def _instruction(model, name):
+    """The numeric arguments of the last ``name`` instruction, or None when
+    the file has none."""
+    found = None
+    for raw in model.instructions.other:
+        if raw.name.upper() == name:
+            found = []
+            for word in raw.args:
+                try:
+                    found.append(float(word))
+                except (TypeError, ValueError):
+                    break
+    return found
+
+
+def _geometry_filter(model, hydrogen):
+    """SHELXL's BOND: measurements involving hydrogen atoms only with
+    ``BOND $H``.  The tables are always written (ACTA implies BOND, and the
+    CIF check requires the bond, angle and torsion loops)."""
+    with_h = any(raw.name.upper() == "BOND" and any(str(w).upper() == "$H" for w in raw.args)
+                 for raw in model.instructions.other)
+
+    def keep(measurements):
+        if with_h:
+            return measurements
+        return [m for m in measurements if not any(hydrogen[r.index] for r in m.atoms)]
+
+    return keep
+
+
+def _is_inversion_twin(model, data):
+    twin = model.instructions.twin
+    return (twin is not None and data.hklf == 4 and twin.n_components == 2
+            and np.array_equal(np.asarray(twin.matrix, dtype=np.float64), -np.eye(3)))
+
+
+def publication(model, least_squares, refinement, name, n_threads=1):
+    """s.u.'s, geometry, Flack, difference map, Q peaks and the .fcf of a
+    finished refinement (the module docstring says what and how).
+
+    Parameters
+    ----------
+    model : smtbx.model.Model
+        Holding the refined values.
+    least_squares : smtbx.refine.LeastSquares
+    refinement : smtbx.refine.Refinement
+    name : str
+        CIF data block name.
+    n_threads : int
+
+    Returns
+    -------
+    Publication
+    """
+    graph, data = least_squares.graph, least_squares.data
+    cov = refinement.equations.covariance()
+    sites = atom_sites(model, graph, cov)
+    geometry = DerivedGeometry(model.cell, sites.sites_frac,
+                               graph.jacobian[graph.site_index.ravel()], cov,
+                               labels=sites.labels, space_group=model.space_group)
+    connectivity = Connectivity(model)
+    keep = _geometry_filter(model, connectivity.hydrogen)
+    bonds = keep(bond_table(geometry, connectivity))
+    angles = keep(angle_table(geometry, connectivity))
+    torsions = keep(torsion_table(geometry, connectivity))
+
+    k_sq = refinement.osf ** 2                   # Fo² ≈ K Fc²
+    fc_sq_model = refinement.fc_sq if least_squares.target == "fc_sq" else refinement.fc_sq ** 2
+    sf = structure_factors(model, data.hkl, n_threads)
+    f_calc = sf.f_calc()
+    plain = np.abs(f_calc) ** 2
+    # detwinned and extinction-corrected Fo² (SHELXL's Fo² |F|² / Fc²)
+    ratio = np.divide(plain, fc_sq_model, out=np.ones_like(plain), where=fc_sq_model > 0)
+    fo_sq, sig_fo_sq = data.fo_sq * ratio, data.sig_fo_sq * ratio
+    diff = sftbx.difference_map(model.cell, model.space_group, data.hkl, fo_sq, f_calc, k_sq)
+    plan = _instruction(model, "PLAN")
+    n_peaks = int(abs(plan[0])) if plan else 20
+    peaks = diff.peaks(max(n_peaks, 1))
+    holes = diff.holes(1)
+    moved, _, _ = sftbx.move_near_atoms(peaks[:n_peaks], model.sites_frac, model.cell,
+                                        model.space_group)
+    density = dict(max=peaks[0].height if peaks else 0.0, min=holes[0].height if holes else 0.0,
+                   rms=diff.rms,
+                   max_site=peaks[0].site_frac.tolist() if peaks else None,
+                   min_site=holes[0].site_frac.tolist() if holes else None)
+
+    basf_index = graph.basf_index
+    twin_fractions = []
+    if least_squares.twin is not None:
+        fractions, sus = twin_fractions_su(graph.y[basf_index],
+                                           y_covariance(graph.jacobian, cov, basf_index))
+        twin_fractions = [(float(f), float(u)) for f, u in zip(fractions, sus)]
+    extinction = None
+    e = graph.extinction_index
+    if e >= 0:
+        extinction = (float(graph.y[e]),
+                      float(np.sqrt(max(y_covariance(graph.jacobian, cov, [e])[0, 0], 0.0))))
+    flack = None
+    if not model.space_group.is_centric:
+        if _is_inversion_twin(model, data):
+            flack = FlackEstimate(twin_fractions[1][0], twin_fractions[1][1], len(data.hkl),
+                                  "inversion twin")
+        elif least_squares.twin is None:
+            try:
+                flack = parsons_flack(model.space_group, data.hkl, data.fo_sq, data.sig_fo_sq,
+                                      plain, np.abs(sf.f_calc_friedel()) ** 2)
+            except CrystallographyError:
+                flack = None        # Friedel pairs merged or too weak: no estimate
+
+    gt = data.fo_sq > 2 * data.sig_fo_sq
+    y_obs, w, k = least_squares.y_obs, refinement.weights, least_squares.k
+    wr2_gt = float(np.sqrt(np.sum(w[gt] * (y_obs[gt] - k * refinement.fc_sq[gt]) ** 2)
+                           / np.sum(w[gt] * y_obs[gt] ** 2))) if gt.any() else math.nan
+    theta = np.degrees(np.arcsin(np.minimum(
+        0.5 * model.wavelength * np.sqrt(model.cell.s_squared(data.hkl)), 1.0)))
+    f = refinement.figures
+    last = refinement.cycles[-1]
+    weighting = model.instructions.weighting
+    extra = {}
+    if least_squares.target == "fc":
+        extra["_refine_ls_structure_factor_coef"] = "Fobs"
+        extra["_refine_ls_weighting_details"] = "w=1/[\\s^2^(Fo)]"
+    summary = RefinementSummary(
+        r1_gt=f.r1_gt, r1_all=f.r1_all, wr2_ref=f.wr2, wr2_gt=wr2_gt, gof=f.gof,
+        restrained_gof=f.restrained_gof, n_reflections=f.n_reflections, n_gt=f.n_gt,
+        n_parameters=least_squares.n_parameters, n_restraints=f.n_restraints or 0,
+        weighting_a=weighting.a, weighting_b=weighting.b, shift_su_max=last.max_shift_su,
+        shift_su_mean=last.mean_shift_su, diff_density_max=density["max"],
+        diff_density_min=density["min"], diff_density_rms=density["rms"],
+        wavelength=model.wavelength, theta_min=float(theta.min()), theta_max=float(theta.max()),
+        extinction=extinction, flack=flack, extra=extra)
+    list_code = 6 if (_instruction(model, "LIST") or [4])[0] == 6 else 4
+    if list_code == 4:
+        fcf = fcf_document(4, name, model.cell, model.space_group, data.hkl, data.fo_sq,
+                           data.sig_fo_sq, np.sqrt(fc_sq_model).astype(np.complex128), k_sq)
+    else:
+        fcf = fcf_document(6, name, model.cell, model.space_group, data.hkl, fo_sq, sig_fo_sq,
+                           f_calc, k_sq)
+    return Publication(summary=summary, sites=sites, bonds=bonds, angles=angles,
+                       torsions=torsions, density=density, q_peaks=sftbx.q_peak_lines(moved),
+                       twin_fractions=twin_fractions, extinction=extinction, flack=flack,
+                       list_code=list_code, fcf_text=fcf.as_string())
+
+
+def cif_text(model, publication, name, res, hkl):
+    """The CIF of a :class:`Publication`, checked (OutputError naming the
+    items that fail :func:`smtbx.cif.check_cif`)."""
+    doc = cif_document(name, model.cell, model.space_group, publication.sites,
+                       publication.summary, publication.bonds, publication.angles,
+                       publication.torsions, res_text=res, hkl_text=hkl)
+    problems = check_cif(doc.sole_block())
+    if problems:
+        raise OutputError(f"{name}.cif: the CIF fails its check: " + "; ".join(problems))
+    return doc.as_string()
+
+
+def _publication_result(publication):
+    def pair(value):
+        return None if value is None else dict(value=value[0], su=value[1])
+
+    flack = publication.flack
+    return dict(
+        twin_fractions=[pair(v) for v in publication.twin_fractions],
+        extinction=pair(publication.extinction),
+        flack=None if flack is None else dict(value=flack.x, su=flack.su, method=flack.method,
+                                              n_used=flack.n_used),
+        residual_density=dict(publication.density), fcf_list_code=publication.list_code)
 
 
 def _refinement_result(args, model, data, least_squares, refinement):
@@ -206,7 +448,7 @@ def _refinement_result(args, model, data, least_squares, refinement):
         friedel_pairs_merged=not data.anomalous, warnings=[str(w) for w in model.warnings])
 
 
-def _final_report(model, refinement, out, prefix=None):
+def _final_report(model, refinement, out, prefix=None, publication=None):
     f = refinement.figures
     state = "converged" if refinement.converged else "not converged"
     print(f"{len(refinement.cycles)} cycles, {state}: {refinement.reason}", file=out)
@@ -220,8 +462,20 @@ def _final_report(model, refinement, out, prefix=None):
     a, b = refinement.suggested_weighting
     if np.isfinite(a):
         print(f"Suggested weights: WGHT {a:.4f} {b:.4f}", file=out)
+    if publication is not None:
+        p = publication
+        if p.twin_fractions:
+            print("Twin fractions: " + ", ".join(format_su(v, u) for v, u in p.twin_fractions),
+                  file=out)
+        if p.extinction is not None:
+            print(f"EXTI {format_su(*p.extinction)}", file=out)
+        if p.flack is not None:
+            print(f"Flack x = {format_su(p.flack.x, p.flack.su)} ({p.flack.method})", file=out)
+        d = p.density
+        print(f"Highest difference peak {d['max']:.3f}, deepest hole {d['min']:.3f}, "
+              f"1-sigma level {d['rms']:.3f} e/A^3", file=out)
     if prefix is not None:
-        print(f"wrote {prefix}.res and {prefix}.lst", file=out)
+        print(f"wrote {prefix}.res, {prefix}.lst, {prefix}.cif and {prefix}.fcf", file=out)
 
 
 def _worst_restraints(least_squares, n_worst=3):
@@ -269,7 +523,8 @@ def main(args):
             _report(model, figures, data, sys.stdout)
         return 0
     prefix = args.out if args.out else _default_prefix(model.source)
-    for path in (prefix + ".res", prefix + ".lst") + ((args.json,) if args.json else ()):
+    suffixes = (".res", ".lst", ".cif", ".fcf")
+    for path in tuple(prefix + x for x in suffixes) + ((args.json,) if args.json else ()):
         _check_output(path, inputs)
     target = "fc_sq" if args.target == "F2" else "fc"
     least_squares = LeastSquares(model, target=target, n_threads=args.threads)
@@ -286,10 +541,18 @@ def main(args):
     refinement = least_squares.run(cycles, progress)
     data = least_squares.data
     result = _refinement_result(args, model, data, least_squares, refinement)
+    name = os.path.basename(prefix)
+    published = publication(model, least_squares, refinement, name, args.threads)
+    result.update(_publication_result(published))
     worst = _worst_restraints(least_squares)
-    outputs = [(prefix + ".res", res_text(model, refinement)),
+    res = res_text(model, refinement, published)
+    with open(inputs[1], encoding="latin-1", newline=None) as handle:
+        hkl = handle.read()
+    outputs = [(prefix + ".res", res),
                (prefix + ".lst", format_lst(model, data, refinement, least_squares, _version(),
-                                            [str(w) for w in model.warnings], worst))]
+                                            [str(w) for w in model.warnings], worst)),
+               (prefix + ".cif", cif_text(model, published, name, res, hkl)),
+               (prefix + ".fcf", published.fcf_text)]
     if args.json:
         outputs.append((args.json, _json_text(result)))
     _write_all(outputs, inputs)
@@ -297,7 +560,7 @@ def main(args):
         if refinement.blocked_atom:
             _warn([f"{refinement.blocked_atom}: the undamped shifts would make its U "
                    "non-positive definite; the refinement settled with damped shifts"])
-        _final_report(model, refinement, sys.stdout, prefix)
+        _final_report(model, refinement, sys.stdout, prefix, published)
         if worst:
             print("Restraints furthest from their targets:")
             for line in worst:

@@ -27,6 +27,15 @@ class ShelxSyntaxError(CrystallographyError):
         super().__init__(f"{where}: {message}")
 
 
+class TwinError(CrystallographyError):
+    """A twin law, component number or BASF list that cannot be used."""
+
+
+class TwinInputError(ShelxSyntaxError, TwinError):
+    """A :class:`TwinError` in the TWIN, BASF or HKLF 5 input of a file,
+    with the file named."""
+
+
 class UnsupportedInstruction(ShelxSyntaxError):
     """A SHELX instruction that is read correctly but cannot be honoured."""
 

@@ -4,7 +4,8 @@ One cycle (:meth:`LeastSquares.cycle`):
 
 1. the reparametrisation graph gives y(x) and J = ∂y/∂x (riding hydrogens
    re-idealised, special positions and shared parameters imposed);
-2. sftbx computes Fc² (or |Fc|) and the design rows ∂Y/∂y for blocks of
+2. sftbx computes Fc² (or |Fc|; for twins the twin sum of
+   :class:`smtbx.twinning.TwinnedIntensities`) and the design rows ∂Y/∂y for blocks of
    ``block_rows`` reflections, over the y that J connects to x only; each
    block is turned into rows in x (``rows J``) and added to lstbx's normal
    equations with the overall scale separable (K = osf², Fo² ≈ K Fc²), so
@@ -55,12 +56,13 @@ import sftbx
 from sgtbx.errors import CrystallographyError
 
 from .data import reduce_observations
-from .errors import UnsupportedInstruction
+from .errors import TwinError, TwinInputError, UnsupportedInstruction
 from .figures import agreement, shelxl_weights
 from .model import Weighting
 from .reparametrisation import Reparametrisation
 from .restraints import ShelxRestraints
-from .structure import _explicit_form_factors, calculated_intensities, scatterers as scatterer_table
+from .structure import _explicit_form_factors, scatterers as scatterer_table
+from .twinning import TwinnedIntensities
 
 TARGETS = ("fc_sq", "fc")
 
@@ -229,11 +231,20 @@ class LeastSquares:
     damping, shift_limit : float, optional
         Marquardt λ and max |shift/s.u.|; default from DAMP (0.7/10000, 15).
 
+    Twinned data (TWIN/BASF on HKLF 4, HKLF 5 with BASF) are refined on F²
+    through :class:`smtbx.twinning.TwinnedIntensities`: the BASF of the graph
+    are parameters like any other, the first component's fraction is
+    1 − Σ BASF (the sum constraint), EXTI applies to the twin sum.
+
     Raises
     ------
     UnsupportedInstruction
-        Twinned data (TWIN, HKLF 5) or SWAT, which this driver does not
-        refine.
+        SWAT, which this driver does not refine; twinned data on F or with
+        SWAT.
+    smtbx.errors.TwinInputError
+        (a TwinError naming the file) A twin law that is not integral or
+        not a lattice symmetry, HKLF 5 component numbers out of range, a
+        BASF count that does not match.
     """
 
     def __init__(self, model, data=None, target="fc_sq", n_threads=2, block_rows=256,
@@ -244,11 +255,18 @@ class LeastSquares:
         ins = model.instructions
         self.model = model
         self.data = reduce_observations(model) if data is None else data
+        self.twin = None
         if ins.twin is not None or self.data.hklf == 5:
-            # an inconsistent TWIN/BASF is reported as the input error it is
-            calculated_intensities(model, self.data, 1)
-            raise UnsupportedInstruction(model.source, None, "refinement against twinned data "
-                                         "(TWIN, HKLF 5) is not available")
+            if target != "fc_sq":
+                raise UnsupportedInstruction(model.source, None, "twinned data (TWIN, HKLF 5) "
+                                             "are refined on F² only")
+            if ins.swat is not None:
+                raise UnsupportedInstruction(model.source, None, "SWAT with twinned data (TWIN, "
+                                             "HKLF 5) is not available")
+            try:
+                self.twin = TwinnedIntensities.for_model(model, self.data, n_threads)
+            except TwinError as err:
+                raise TwinInputError(model.source, None, str(err)) from None
         if ins.swat is not None:
             raise UnsupportedInstruction(model.source, None, "SWAT: refinement with the solvent "
                                          "correction is not available")
@@ -276,10 +294,15 @@ class LeastSquares:
         table, _ = scatterer_table(model)
         self._elements = table.elements
         self._labels = table.labels
-        self.sf = sftbx.StructureFactors(model.cell, model.space_group, table, self.data.hkl,
-                                         table="it92", multiplicities=self._multiplicities(),
-                                         n_threads=self.n_threads)
-        _explicit_form_factors(model, self.sf)
+        if self.twin is not None:
+            # the twin's structure factors are at the component indices
+            self.sf = self.twin.sf
+        else:
+            self.sf = sftbx.StructureFactors(model.cell, model.space_group, table,
+                                             self.data.hkl, table="it92",
+                                             multiplicities=self._multiplicities(),
+                                             n_threads=self.n_threads)
+            _explicit_form_factors(model, self.sf)
         self.stol = 0.5 * np.sqrt(model.cell.s_squared(self.data.hkl))
         fo_sq, sig = self.data.fo_sq, self.data.sig_fo_sq
         if target == "fc":
@@ -340,7 +363,25 @@ class LeastSquares:
         e = self.graph.extinction_index
         ext_col = int(compact[e]) if e >= 0 and self._extinction is not None else -1
         pmap = sftbx.ParameterMap(columns, len(active), ext_col)
+        self._basf_columns = compact[self.graph.basf_index]
         return pmap, jac[active].tocsr()
+
+    def _design_rows(self, pmap, start, stop, rows, y):
+        """Model values and design rows in the compact y of
+        :meth:`_parameter_map` for reflections start:stop."""
+        if self.twin is None:
+            return self.sf.design_rows(pmap, start, stop, kind=self.target,
+                                       extinction=self._extinction, rows=rows, y=y)
+        y_twin, rows_twin = self.twin.design_rows(pmap, self.basf, self._basf_columns,
+                                                  self._extinction, start, stop)
+        y[:] = y_twin
+        rows[:] = rows_twin
+        return y, rows
+
+    @property
+    def basf(self):
+        """The current BASF values, float64 (n_basf,)."""
+        return self.graph.y[self.graph.basf_index]
 
     def weights(self, y_calc, k, start=0, stop=None):
         """Weights for reflections start:stop with model values y_calc
@@ -382,9 +423,7 @@ class LeastSquares:
                 stop = min(start + block, m)
                 b = stop - start
                 tick = clock()
-                y, rows_y = self.sf.design_rows(pmap, start, stop, kind=self.target,
-                                                extinction=self._extinction, rows=rows[:b],
-                                                y=y_calc[start:stop])
+                y, rows_y = self._design_rows(pmap, start, stop, rows[:b], y_calc[start:stop])
                 sf_time += clock() - tick
                 k = self.k if self.k is not None else _ls_scale(self.y_obs, y)
                 w = self.weights(y, k, start, stop)
@@ -405,6 +444,8 @@ class LeastSquares:
     def evaluate(self):
         """Model values (Fc² or |Fc|, absolute scale) at the current parameters."""
         self._set_scatterers()
+        if self.twin is not None:
+            return self.twin.intensities(self.basf, self._extinction)
         f = self.sf.f_calc()
         eps = None
         if self._extinction is not None:

@@ -25,14 +25,10 @@ import numpy as np
 
 import sftbx
 
-from sgtbx.errors import CrystallographyError
+from .errors import TwinError
 
 __all__ = ["TwinError", "check_twin_law", "twin_law_components", "hklf5_components",
            "twin_fractions", "twin_fractions_su", "TwinnedIntensities"]
-
-
-class TwinError(CrystallographyError):
-    """A twin law, component number or BASF list that cannot be used."""
 
 
 def check_twin_law(matrix, unit_cell, source="TWIN", tolerance=0.02):

@@ -112,7 +112,18 @@ def one_line_error(capsys, argv, pattern, json_path):
     ("sigma zero", INS, HKL.replace("  33.00    1.50", "  33.00    0.00"), r".*t\.hkl:3: reflection \[1, 1, 1\]: σ"),
     ("HKLF 5 without BASF", INS.replace("HKLF 4", "HKLF 5"),
      "   1   0   0  120.00    3.00  -2\n   1   1   1  120.00    3.00   1\n",
-     r".*t\.ins: 2 twin components need 1 BASF values, the file gives 0"),
+     r".*t\.ins: HKLF 5: reflection \[1, 0, 0\] belongs to twin component 2, but BASF gives 0"),
+    ("HKLF 5 component out of range", INS.replace("HKLF 4", "HKLF 5").replace(
+        "WGHT 0.1", "BASF 0.2\nWGHT 0.1"),
+     "   1   0   0  120.00    3.00  -3\n   1   1   1  120.00    3.00   1\n",
+     r".*t\.ins: HKLF 5: .* belongs to twin component 3, .* components 1\.\.2 only"),
+    ("TWIN not integral", INS.replace("WGHT 0.1", "TWIN 0.5 0 0 0 -1 0 0 0 -1\nBASF 0.2\nWGHT 0.1"),
+     HKL, r".*t\.ins: TWIN: the twin matrix .* is not integral"),
+    ("TWIN not a lattice symmetry", INS.replace("WGHT 0.1", "TWIN 1 0 0 0 -1 0 0 0 -1\nBASF 0.2\n"
+                                                "WGHT 0.1"),
+     HKL, r".*t\.ins: TWIN: the twin matrix .* is not a symmetry of the lattice"),
+    ("BASF count", INS.replace("WGHT 0.1", "TWIN\nBASF 0.2 0.1\nWGHT 0.1"), HKL,
+     r".*t\.ins: .*2 twin components need 1 BASF value"),
 ])
 def test_bad_input(tmp_path, capsys, what, ins, hkl, pattern):
     if "\x00" in ins:

@@ -62,7 +62,13 @@ def test_refine_ins_writes_res_lst_json(tmp_path, capsys):
     lst = (tmp_path / "t.lst").read_text()
     assert "Recommended weighting scheme" in lst and "Analysis of variance" in lst
     head, _, tail = res.partition("\nEND\n")
-    assert re.fullmatch(r"\s*WGHT\s+\d+\.\d{4}\s+\d+\.\d{4}\s*", tail)
+    # SHELXL's tail: the suggested WGHT, the residual density, the Q peaks (PLAN 20)
+    tail = tail.strip().splitlines()
+    assert re.fullmatch(r"WGHT\s+\d+\.\d{4}\s+\d+\.\d{4}", tail[0]) and tail[1] == ""
+    assert re.fullmatch(r"REM Highest difference peak +\d\.\d{3},  deepest hole +-\d\.\d{3},"
+                        r"  1-sigma level +\d\.\d{3}", tail[2])
+    assert [line.split()[0] for line in tail[3:]] == [f"Q{k}" for k in range(1, 21)]
+    assert "HKLF" in head and not any(line.startswith("Q") for line in head.splitlines())
     assert f"FVAR {result['osf']:.5f}" in head
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".smtbx-")] == []
     # the written model, evaluated again, gives the reported figures

@@ -256,12 +256,6 @@ def test_divergence_names_the_atom(monkeypatch):
     assert np.array_equal(least_squares.graph.x, start)
 
 
-def test_twinned_data_are_refused(small_data):
-    model = smtbx.read_shelx(small_data / "cc_invtwin" / "disorder")
-    with pytest.raises(smtbx.UnsupportedInstruction, match="twinned"):
-        LeastSquares(model)
-
-
 def test_reflection_data_without_observations():
     # LeastSquares takes ready reflections (no .hkl needed)
     truth = smtbx.read_ins(DEMO_MODEL)

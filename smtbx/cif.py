@@ -128,7 +128,10 @@ def y_covariance(jacobian, covariance, rows):
     rows : int sequence (k,)
     """
     j = jacobian[rows]
-    j = j.toarray() if hasattr(j, "toarray") else np.asarray(j)
+    if hasattr(j, "toarray"):
+        # sparse rows: (J Var) J^T without making J dense
+        return np.asarray((j @ covariance) @ j.T.toarray())
+    j = np.asarray(j)
     return j @ covariance @ j.T
 
 

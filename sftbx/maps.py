@@ -29,6 +29,8 @@ from math import gcd
 
 import numpy as np
 
+import sgtbx
+
 from .errors import ScatteringError
 
 __all__ = ["FourierMap", "Peak", "difference_map", "fourier_synthesis", "grid_size",
@@ -344,18 +346,30 @@ def move_near_atoms(peaks, sites_frac, unit_cell, space_group):
     return moved, np.array(nearest, dtype=np.int64), np.array(distance)
 
 
-def q_peak_lines(peaks):
-    """SHELXL's Q-peak lines for a .res file (after the atoms, before HKLF):
-    ``Qn 1 x y z 11.00000 0.05 height``, highest first, heights in e Å⁻³
-    (place the peaks with :func:`move_near_atoms` first).
+def q_peak_lines(peaks, unit_cell=None, space_group=None, min_distance=0.1):
+    """SHELXL's Q-peak lines for a .res file:
+    ``Qn 1 x y z sof 0.05 height``, highest first, heights in e Å⁻³
+    (place the peaks with :func:`move_near_atoms` first).  The sof is
+    11.00000 on a general position and, as SHELXL writes it, 10 + 1/|site
+    group| on a special one (10.5 on a 2-fold axis) when the cell and the
+    space group are given.
 
     Parameters
     ----------
     peaks : list of Peak
+    unit_cell, space_group : sgtbx objects, optional
+    min_distance : float
+        Peaks this close (Å) to a special position count as on it.
 
     Returns
     -------
     list of str
     """
+    if unit_cell is not None and space_group is not None and peaks:
+        orders = sgtbx.SiteSymmetryTable(unit_cell, space_group, [p.site_frac for p in peaks],
+                                         min_distance=min_distance).orders
+    else:
+        orders = np.ones(len(peaks), dtype=int)
     return [f"Q{k:<4d} 1 {p.site_frac[0]:9.5f} {p.site_frac[1]:9.5f} {p.site_frac[2]:9.5f} "
-            f"11.00000  0.05 {p.height:8.2f}" for k, p in enumerate(peaks, start=1)]
+            f"{10 + 1 / order:8.5f}  0.05 {p.height:8.2f}"
+            for k, (p, order) in enumerate(zip(peaks, orders), start=1)]

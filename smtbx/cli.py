@@ -405,7 +405,7 @@ def publication(model, least_squares, refinement, name, n_threads=1):
         fcf = fcf_document(6, name, model.cell, model.space_group, data.hkl, fo_sq, sig_fo_sq,
                            f_calc, k_sq)
     return Publication(summary=summary, sites=sites, bonds=bonds, angles=angles,
-                       torsions=torsions, density=density, q_peaks=sftbx.q_peak_lines(moved),
+                       torsions=torsions, density=density, q_peaks=sftbx.q_peak_lines(moved, model.cell, model.space_group),
                        twin_fractions=twin_fractions, extinction=extinction, flack=flack,
                        list_code=list_code, fcf_text=fcf.as_string())
 

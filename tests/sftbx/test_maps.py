@@ -80,6 +80,11 @@ def test_difference_map_finds_the_missing_atom():
     assert lines[0].split()[:2] == ["Q1", "1"]
     assert float(lines[0].split()[-1]) == pytest.approx(top.height, abs=0.006)
     assert [float(v) for v in lines[1].split()[2:5]] == pytest.approx(peaks[1].site_frac, abs=1e-5)
+    assert lines[0].split()[5] == "11.00000"
+    # a peak on the 2-fold axis of P2 is written with SHELXL's sof 10.5
+    axis = Peak(np.array([0.0, 0.37, 0.0]), 1.0)
+    on_axis = q_peak_lines([axis], sgtbx.UnitCell(6, 7, 8, 90, 100, 90), sgtbx.SpaceGroup("P 1 2 1"))
+    assert on_axis[0].split()[5] == "10.50000"
 
 
 def test_grid_respects_symmetry_and_resolution():

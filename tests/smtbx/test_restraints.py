@@ -270,6 +270,8 @@ def test_gauss_newton_on_restraints_alone(small_data, name):
     # With lstbx's sign convention (rows d value / dx, Δ = target - value) the
     # step s minimising Σ w (Δ - D s)² satisfies the restraints: χ² falls
     # quadratically through the graph (riding H, EADP, special positions).
+    # RIGU's weights follow the model (rigu_weight_factor), which Gauss-Newton
+    # holds fixed within a step; they change little once the restraints hold.
     from scipy.sparse import diags
     from scipy.sparse.linalg import lsqr
     _, graph, restraints = load(small_data, name)
@@ -281,7 +283,7 @@ def test_gauss_newton_on_restraints_alone(small_data, name):
         x = x + lsqr(diags(sw) @ rows.design, sw * rows.deltas, damp=1e-3)[0]
         rows = restraints.evaluate(x)
         chi2.append(rows.chi2)
-    assert chi2[0] > 300 and chi2[1] < 0.03 * chi2[0] and chi2[3] < 1e-3
+    assert chi2[0] > 150 and chi2[1] < 0.06 * chi2[0] and chi2[3] < 1e-3
 
 
 def test_restraint_chi2_equals_shelxl(small_data):
@@ -295,3 +297,57 @@ def test_restraint_chi2_equals_shelxl(small_data):
     shelxl = gof_r ** 2 * (n + r - p) - gof ** 2 * (n - p)
     _, _, restraints = load(small_data, "ni_i43d")
     assert abs(restraints.evaluate().chi2 - shelxl) < 5.8
+
+
+def test_rigu_weight_factor_hand_worked():
+    # p = 0.5: 0.25 / ((0.25 + 0.05 + 0.05) * 1.5^2) = 0.25 / 0.7875
+    from smtbx.restraints import rigu_weight_factor
+    f = rigu_weight_factor([1.5, 2.0], [[0.05, 0.05], [0.0, 0.0]])
+    np.testing.assert_allclose(f, [0.25 / 0.7875, 0.25], rtol=1e-14)
+
+
+def test_rigu_rows_carry_the_weight_factor(small_data):
+    # evaluate()'s RIGU weights are 1/sigma^2 times rigu_weight_factor at the
+    # current model, three rows per pair; the statistics use the same sigmas.
+    from smtbx.restraints import rigu_weight_factor
+    _, graph, restraints = load(small_data, "sh2185_p212121")
+    _, sites_cart, u_cart, u_eq = restraints._arrays(graph.y)
+    rows = restraints.evaluate()
+    start = 0
+    for t in restraints.terms:
+        n = t.proxies.design_rows(sites_cart, u_cart).deltas.size if t.adp else \
+            t.proxies.design_rows(sites_cart).deltas.size
+        if t.kind == "RIGU":
+            lengths, idx, _, _, sigmas = t.rigu
+            d = np.array([np.linalg.norm(sites_cart[i] - sites_cart[j]) for i, j in idx])
+            expected = np.repeat(rigu_weight_factor(d, u_eq[idx]) / sigmas ** 2, 3)
+            np.testing.assert_allclose(rows.weights[start:start + n], expected, rtol=1e-12)
+            stat = [s for s in restraints.statistics() if s.name == "RIGU"][0]
+            chi2 = np.sum(rows.weights[start:start + n] * rows.deltas[start:start + n] ** 2)
+            assert stat.rms_z ** 2 * n == pytest.approx(chi2, rel=1e-9)
+        start += n
+
+
+# SHELXL's restraint chi2 at its deposited model, from the CIF as in
+# test_restraint_chi2_equals_shelxl: S_r^2 (n + r - p) - S^2 (n - p).
+# (n, p, r, S, S_r); r is SHELXL's count.
+CIF_FIGURES = {
+    "gabipy_c2c": (7923, 1101, 10335, 1.017, 1.071),
+    "cc_invtwin": (11096, 652, 1644, 1.035, 0.988),
+    "p31c_sad": (5352, 287, 365, 1.044, 1.022),
+    "sh2185_p212121": (3667, 319, 114, 1.061, 1.061),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CIF_FIGURES))
+def test_restraint_chi2_near_shelxl_at_deposited_model(small_data, name):
+    # With RIGU's weight factor the restraint chi2 at SHELXL's converged
+    # model is 0.92x (p31c_sad), 1.20x (gabipy), 1.35x (sh2185) and 1.49x
+    # (cc_invtwin) of the chi2 SHELXL's figures imply; with 1/sigma^2 alone it
+    # was 1.08x, 3.1x, 2.8x and 5.0x.  The remaining excess is not identified
+    # (see the module docstring).
+    n, p, r, gof, gof_r = CIF_FIGURES[name]
+    shelxl = gof_r ** 2 * (n + r - p) - gof ** 2 * (n - p)
+    _, _, restraints = load(small_data, name)
+    ratio = restraints.evaluate().chi2 / shelxl
+    assert 0.85 < ratio < 1.6

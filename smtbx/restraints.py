@@ -11,13 +11,20 @@ the defaults and DEFS already applied by the reader):
 
 * DFIX d, DANG d: one distance per pair; a negative d restrains the
   distance to be at least |d| (one-sided, as BUMP).
-* SADI (and SADI_class / SADI_* pooled by the reader): every pair of
-  distances of a set restrained to be equal, d_l − d_m = 0 with σ s,
-  n(n − 1)/2 restraints for n distances; a distance between atoms in
-  different non-zero PARTs is left out.  Both the count and the weights are
-  SHELXL's: ni_i43d's 194 restraints and its restraint χ² implied by the
-  CIF's GoF and restrained S (393.6) are reproduced (194 and 393.2; the
-  mean-deviation form of cctbx would give 159 and 237).
+* SADI (and SADI_class / SADI_* pooled by the reader): the distances of a set
+  restrained to be equal, as the n(n − 1)/2 differences d_l − d_m = 0, each
+  with weight 2/(n σ²), so that Σ w Δ² = 2 Σ (d_l − mean)² / σ² (σ/√2 on each
+  distance's deviation from the mean); a distance between atoms in
+  different non-zero PARTs is left out.  The count is SHELXL's n(n − 1)/2
+  (ni_i43d's 194 and gabipy_c2c's 10335 restraints).  The weights are fitted
+  to SHELXL's converged models, not documented: at gabipy_c2c and ni_i43d the
+  multipliers on 1/σ² per pair that make the deposited model stationary
+  (data + restraints) come out close to 2/n for every set (n from 2 to 72;
+  e.g. 0.018-0.025 for the three n = 72 sets, 0.68 for ni_i43d's n = 3), and
+  DFIX, DELU and FLAT, whose weights are not in doubt, at 0.95-1.1.  The
+  restraint χ² SHELXL's CIF implies for ni_i43d (393.6) matches 1/σ² per
+  pair (393.2) instead, and 271 with 2/n: SHELXL's printed restrained GoF
+  apparently counts each pair with 1/σ², its least squares does not.
 * SAME: the 1,2 and 1,3 distances among the reference atoms (from the
   connectivity with FREE and BIND applied, hydrogen atoms ignored) are made
   equal to the corresponding distances of each following group.  As SHELXL
@@ -80,16 +87,15 @@ still differ from SHELXL's tests/smtbx/test_restraints.py says by how much.
 RIGU weights: the three rows of a pair (the bond-frame ΔU13, ΔU23, ΔU33,
 Thorn, Dittrich & Sheldrick 2012) carry 1/σ² times
 :func:`rigu_weight_factor`, p² / ((p² + U_eq,i + U_eq,j) d²) with p = 0.5 Å,
-at the current model (held fixed within a cycle), as cctbx's
-adp_restraints/rigu.h applies it citing that paper.  With 1/σ² alone the
-restraint χ² at SHELXL's deposited models was 3.1 (gabipy_c2c), 5.0
-(cc_invtwin), 2.8 (sh2185) and 1.08 (p31c_sad) times the χ² SHELXL's CIF
-figures imply (RIGU alone 25 and 29 times the share left to it), and
-gabipy_c2c refined to R1 0.116; with the factor the totals are 1.20, 1.49,
-1.35 and 0.92 times SHELXL's and gabipy_c2c reaches R1 0.084 (SHELXL 0.0752).
-The remaining excess is mostly RIGU's still: most of it is in 1,3 pairs and
-in the components perpendicular to the pair (ΔU13, ΔU23), and SHELXL's exact
-RIGU weighting was not found in any source available here.
+as cctbx's adp_restraints/rigu.h applies it citing that paper.  The factor is
+taken from the model as read and then held fixed (a weight that follows the
+model is not a least-squares weight: the Gauss-Newton step is then no descent
+direction and the refinement stalls).  With 1/σ² alone our RIGU χ² at
+SHELXL's deposited models was 25-29 times the share SHELXL's CIF figures
+leave to it, and gabipy_c2c refined to R1 0.116.  The stationarity fit
+described under SADI still puts the RIGU multiplier at 0.64 for gabipy_c2c
+(1,2 and 1,3 pairs alike) and near 1 for p31c_sad: SHELXL's exact RIGU
+weighting was not found in any source available here.
 """
 
 from dataclasses import dataclass
@@ -176,7 +182,6 @@ class _Term:
     proxies: object      # restraintstbx proxies (or _DistanceSets for SADI)
     count: int           # restraints as SHELXL counts them
     adp: str = None      # None, "u_cart" or "u_eq"
-    rigu: tuple = None   # RIGU: (pair lengths (BondProxies), idx, ops, shifts, sigmas)
 
 
 class _Bonding:
@@ -221,8 +226,8 @@ class _Bonding:
 
 class _DistanceSets:
     """SADI sets as SHELXL restrains them: every pair (l, m) of distances of
-    a set gives the row d_l − d_m (target 0, σ the set's), n(n − 1)/2 rows
-    for n distances, so that Σ w Δ² = (n/σ²) Σ (d_l − mean)² (n times the
+    a set gives the row d_l − d_m (target 0) with weight 2/(n σ²), n(n − 1)/2
+    rows for n distances, so that Σ w Δ² = (2/σ²) Σ (d_l − mean)² (twice the
     weighted variance restraintstbx's BondSimilarityProxies would give).
     Built from bond rows and the difference map C (one +1 and one −1 per
     row): D = C D_bond."""
@@ -250,7 +255,8 @@ class _DistanceSets:
         cols = np.column_stack([self.first, self.second]).reshape(-1)
         vals = np.tile([1.0, -1.0], m)
         self.difference = sp.csr_matrix((vals, (rows, cols)), shape=(m, len(flat)))
-        self.weights = 1.0 / self.sigmas[self.set_of] ** 2
+        sizes = np.array([len(g) for g in groups], dtype=np.float64)
+        self.weights = 2.0 / (sizes[self.set_of] * self.sigmas[self.set_of] ** 2)
 
     def __len__(self):
         return len(self.groups)
@@ -436,8 +442,9 @@ class ShelxRestraints:
         self._sadi(by_kind.get("SADI", []), by_kind.get("SAME", []))
         self._flat(by_kind.get("FLAT", []))
         self._chiv(by_kind.get("CHIV", []))
-        self._rigid_bond(by_kind.get("DELU", []), "DELU")
-        self._rigid_bond(by_kind.get("RIGU", []), "RIGU")
+        u_eq = self._arrays(self.graph.y)[3]
+        self._rigid_bond(by_kind.get("DELU", []), "DELU", sites_cart, u_eq)
+        self._rigid_bond(by_kind.get("RIGU", []), "RIGU", sites_cart, u_eq)
         self._simu(by_kind.get("SIMU", []), sites_cart)
         self._isor(by_kind.get("ISOR", []))
         self._bump(by_kind.get("BUMP", []), sites_cart)
@@ -556,7 +563,7 @@ class ShelxRestraints:
                                                   sym_ops=ops, shifts=shifts,
                                                   symmetry=self.symmetry), len(quads))
 
-    def _rigid_bond(self, restraints, kind):
+    def _rigid_bond(self, restraints, kind, sites_cart, u_eq):
         all_pairs, sigmas = [], []
         seen = set()
         for r in restraints:
@@ -578,15 +585,12 @@ class ShelxRestraints:
             self._add(kind, rt.RigidBondProxies(idx, sigmas, ops, shifts, self.symmetry),
                       len(all_pairs), "u_cart")
             return
-        lengths = rt.BondProxies(idx, 0.0, 1.0, ops, shifts, self.symmetry)
+        # the weight factor from the model as read, then fixed (see the module notes)
+        lengths = -rt.BondProxies(idx, 0.0, 1.0, ops, shifts,
+                                  self.symmetry).design_rows(sites_cart).deltas
+        sigmas = sigmas / np.sqrt(rigu_weight_factor(lengths, u_eq[idx]))
         self._add(kind, rt.RiguProxies(idx, sigmas, ops, shifts, self.symmetry),
                   3 * len(all_pairs), "u_cart")
-        self.terms[-1].rigu = (lengths, idx, ops, shifts, sigmas)
-
-    def _rigu_factor(self, term, sites_cart, u_eq):
-        """rigu_weight_factor of each pair of a RIGU term at the current model."""
-        lengths, idx = term.rigu[:2]
-        return rigu_weight_factor(-lengths.design_rows(sites_cart).deltas, u_eq[idx])
 
     def _simu(self, restraints, sites_cart):
         aniso_pairs, aniso_sig, iso_pairs, iso_sig = [], [], [], []
@@ -739,10 +743,7 @@ class ShelxRestraints:
                 d = du if d is None else d + du
             blocks.append(d.tocsr())
             deltas.append(r.deltas)
-            if t.rigu is not None:
-                weights.append(r.weights * np.repeat(self._rigu_factor(t, sites_cart, u_eq), 3))
-            else:
-                weights.append(r.weights)
+            weights.append(r.weights)
         for row, target in self._origin:
             value = float((row @ y)[0])
             blocks.append(row)
@@ -824,17 +825,11 @@ class ShelxRestraints:
         _, sites_cart, u_cart, u_eq = self._arrays(self.graph.y)
         out = []
         for t in self.terms:
-            proxies = t.proxies
-            if t.rigu is not None:       # with the sigmas the weight factor implies
-                _, idx, ops, shifts, sigmas = t.rigu
-                proxies = rt.RiguProxies(
-                    idx, sigmas / np.sqrt(self._rigu_factor(t, sites_cart, u_eq)),
-                    ops, shifts, self.symmetry)
             if t.adp is None:
-                s = proxies.statistics(sites_cart, self.labels, n_worst)
+                s = t.proxies.statistics(sites_cart, self.labels, n_worst)
             else:
-                s = proxies.statistics(sites_cart, self._u(t, u_cart, u_eq), self.labels,
-                                       n_worst)
+                s = t.proxies.statistics(sites_cart, self._u(t, u_cart, u_eq), self.labels,
+                                         n_worst)
             s.name = t.kind
             out.append(s)
         return out

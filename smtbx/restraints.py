@@ -86,16 +86,20 @@ still differ from SHELXL's tests/smtbx/test_restraints.py says by how much.
 
 RIGU weights: the three rows of a pair (the bond-frame ΔU13, ΔU23, ΔU33,
 Thorn, Dittrich & Sheldrick 2012) carry 1/σ² times
-:func:`rigu_weight_factor`, p² / ((p² + U_eq,i + U_eq,j) d²) with p = 0.5 Å,
-as cctbx's adp_restraints/rigu.h applies it citing that paper.  The factor is
-taken from the model as read and then held fixed (a weight that follows the
-model is not a least-squares weight: the Gauss-Newton step is then no descent
-direction and the refinement stalls).  With 1/σ² alone our RIGU χ² at
-SHELXL's deposited models was 25-29 times the share SHELXL's CIF figures
-leave to it, and gabipy_c2c refined to R1 0.116.  The stationarity fit
-described under SADI still puts the RIGU multiplier at 0.64 for gabipy_c2c
-(1,2 and 1,3 pairs alike) and near 1 for p31c_sad: SHELXL's exact RIGU
-weighting was not found in any source available here.
+:func:`rigu_weight_factor`, p² / ((p² + U_eq,i + U_eq,j) d²), the form
+cctbx's adp_restraints/rigu.h applies citing that paper (with p = 0.5 Å).
+The factor is taken from the model as read and then held fixed (a weight
+that follows the model is not a least-squares weight: the Gauss-Newton step
+is then no descent direction and the refinement stalls).  p =
+:data:`RIGU_P` = 0.35 Å is fitted, not documented: with the stationarity fit
+described under SADI, cctbx's p = 0.5 leaves the RIGU multiplier at 0.64 for
+gabipy_c2c (1,2 and 1,3 pairs alike, so the 1/d² is right), p = 0.35 gives
+0.93 and 0.95 (p31c_sad 1.25 and 1.02, poorly determined there), and the
+Gauss-Newton decrease predicted at the deposited gabipy model falls from 172
+to 19 (p31c_sad 4.6 either way, sh2185 12.1 to 9.2); forms without the 1/d²,
+with 1/d, or squared fit far worse.  With plain 1/σ² our RIGU χ² at SHELXL's
+deposited models was 25-29 times the share SHELXL's CIF figures leave to it,
+and gabipy_c2c refined to R1 0.116 (now 0.0756; SHELXL 0.0752).
 """
 
 from dataclasses import dataclass
@@ -119,17 +123,17 @@ BUMP_MARGIN = 0.36
 #: sigma (Angstrom) of the floating-origin restraint on the weighted centre of gravity.
 ORIGIN_SIGMA = 1e-3
 
-#: RIGU: p (Angstrom) of the weight factor p^2 / ((p^2 + Ueq_i + Ueq_j) d^2); see rigu_weight_factor.
-RIGU_P = 0.5
+#: RIGU: p (Angstrom) of the weight factor p^2 / ((p^2 + Ueq_i + Ueq_j) d^2), fitted to
+#: SHELXL's converged models (cctbx uses 0.5); see the module notes and rigu_weight_factor.
+RIGU_P = 0.35
 
 
 def rigu_weight_factor(distances, u_eq_pairs):
     """The factor on 1/σ² of a RIGU pair's three rows: p² / ((p² + U_eq,i +
     U_eq,j) d²) with p = :data:`RIGU_P`, d the pair's distance (Å) and the
-    U_eq's (Å²) at the current model (Thorn, Dittrich & Sheldrick 2012, as
-    cctbx's adp_restraints/rigu.h applies it).  Larger and more distant
-    displacements are restrained more loosely (1,3 pairs of a librating CF3
-    group by a factor of about 12 in χ²).
+    U_eq's (Å²) (the form of Thorn, Dittrich & Sheldrick 2012 as cctbx's
+    adp_restraints/rigu.h applies it; p fitted, see the module notes).  Larger
+    and more distant displacements are restrained more loosely.
 
     Parameters
     ----------

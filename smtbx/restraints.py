@@ -11,13 +11,20 @@ the defaults and DEFS already applied by the reader):
 
 * DFIX d, DANG d: one distance per pair; a negative d restrains the
   distance to be at least |d| (one-sided, as BUMP).
-* SADI (and SADI_class / SADI_* pooled by the reader): every pair of
-  distances of a set restrained to be equal, d_l − d_m = 0 with σ s,
-  n(n − 1)/2 restraints for n distances; a distance between atoms in
-  different non-zero PARTs is left out.  Both the count and the weights are
-  SHELXL's: ni_i43d's 194 restraints and its restraint χ² implied by the
-  CIF's GoF and restrained S (393.6) are reproduced (194 and 393.2; the
-  mean-deviation form of cctbx would give 159 and 237).
+* SADI (and SADI_class / SADI_* pooled by the reader): the distances of a set
+  restrained to be equal, as the n(n − 1)/2 differences d_l − d_m = 0, each
+  with weight 2/(n σ²), so that Σ w Δ² = 2 Σ (d_l − mean)² / σ² (σ/√2 on each
+  distance's deviation from the mean); a distance between atoms in
+  different non-zero PARTs is left out.  The count is SHELXL's n(n − 1)/2
+  (ni_i43d's 194 and gabipy_c2c's 10335 restraints).  The weights are fitted
+  to SHELXL's converged models, not documented: at gabipy_c2c and ni_i43d the
+  multipliers on 1/σ² per pair that make the deposited model stationary
+  (data + restraints) come out close to 2/n for every set (n from 2 to 72;
+  e.g. 0.018-0.025 for the three n = 72 sets, 0.68 for ni_i43d's n = 3), and
+  DFIX, DELU and FLAT, whose weights are not in doubt, at 0.95-1.1.  The
+  restraint χ² SHELXL's CIF implies for ni_i43d (393.6) matches 1/σ² per
+  pair (393.2) instead, and 271 with 2/n: SHELXL's printed restrained GoF
+  apparently counts each pair with 1/σ², its least squares does not.
 * SAME: the 1,2 and 1,3 distances among the reference atoms (from the
   connectivity with FREE and BIND applied, hydrogen atoms ignored) are made
   equal to the corresponding distances of each following group.  As SHELXL
@@ -77,11 +84,22 @@ floating-origin direction.  A pair named by several instructions of one kind
 (sh2185's two overlapping RIGU lists) is restrained once.  Where the counts
 still differ from SHELXL's tests/smtbx/test_restraints.py says by how much.
 
-Not reproduced: SHELXL's RIGU weights.  The restraint χ² SHELXL implies
-(CIF GoF and restrained S) is smaller than the χ² of these RIGU rows (the
-bond-frame ΔU13, ΔU23, ΔU33 with σ s1, s2, Thorn, Dittrich & Sheldrick 2012)
-by factors from 1.7 (p31c_sad) to 29 (cc_invtwin), so SHELXL's effective
-RIGU σ's are larger than the ones given, in a way not found here.
+RIGU weights: the three rows of a pair (the bond-frame ΔU13, ΔU23, ΔU33,
+Thorn, Dittrich & Sheldrick 2012) carry 1/σ² times
+:func:`rigu_weight_factor`, p² / ((p² + U_eq,i + U_eq,j) d²), the form
+cctbx's adp_restraints/rigu.h applies citing that paper (with p = 0.5 Å).
+The factor is taken from the model as read and then held fixed (a weight
+that follows the model is not a least-squares weight: the Gauss-Newton step
+is then no descent direction and the refinement stalls).  p =
+:data:`RIGU_P` = 0.35 Å is fitted, not documented: with the stationarity fit
+described under SADI, cctbx's p = 0.5 leaves the RIGU multiplier at 0.64 for
+gabipy_c2c (1,2 and 1,3 pairs alike, so the 1/d² is right), p = 0.35 gives
+0.93 and 0.95 (p31c_sad 1.25 and 1.02, poorly determined there), and the
+Gauss-Newton decrease predicted at the deposited gabipy model falls from 172
+to 19 (p31c_sad 4.6 either way, sh2185 12.1 to 9.2); forms without the 1/d²,
+with 1/d, or squared fit far worse.  With plain 1/σ² our RIGU χ² at SHELXL's
+deposited models was 25-29 times the share SHELXL's CIF figures leave to it,
+and gabipy_c2c refined to R1 0.116 (now 0.0756; SHELXL 0.0752).
 """
 
 from dataclasses import dataclass
@@ -104,6 +122,31 @@ BUMP_MARGIN = 0.36
 
 #: sigma (Angstrom) of the floating-origin restraint on the weighted centre of gravity.
 ORIGIN_SIGMA = 1e-3
+
+#: RIGU: p (Angstrom) of the weight factor p^2 / ((p^2 + Ueq_i + Ueq_j) d^2), fitted to
+#: SHELXL's converged models (cctbx uses 0.5); see the module notes and rigu_weight_factor.
+RIGU_P = 0.35
+
+
+def rigu_weight_factor(distances, u_eq_pairs):
+    """The factor on 1/σ² of a RIGU pair's three rows: p² / ((p² + U_eq,i +
+    U_eq,j) d²) with p = :data:`RIGU_P`, d the pair's distance (Å) and the
+    U_eq's (Å²) (the form of Thorn, Dittrich & Sheldrick 2012 as cctbx's
+    adp_restraints/rigu.h applies it; p fitted, see the module notes).  Larger
+    and more distant displacements are restrained more loosely.
+
+    Parameters
+    ----------
+    distances : float64 (m,)
+    u_eq_pairs : float64 (m, 2)
+
+    Returns
+    -------
+    float64 (m,)
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    u = np.asarray(u_eq_pairs, dtype=np.float64)
+    return RIGU_P ** 2 / ((RIGU_P ** 2 + u[:, 0] + u[:, 1]) * d ** 2)
 
 
 def restraint_weight_scale(chi2_data, n_data, n_parameters):
@@ -187,8 +230,8 @@ class _Bonding:
 
 class _DistanceSets:
     """SADI sets as SHELXL restrains them: every pair (l, m) of distances of
-    a set gives the row d_l − d_m (target 0, σ the set's), n(n − 1)/2 rows
-    for n distances, so that Σ w Δ² = (n/σ²) Σ (d_l − mean)² (n times the
+    a set gives the row d_l − d_m (target 0) with weight 2/(n σ²), n(n − 1)/2
+    rows for n distances, so that Σ w Δ² = (2/σ²) Σ (d_l − mean)² (twice the
     weighted variance restraintstbx's BondSimilarityProxies would give).
     Built from bond rows and the difference map C (one +1 and one −1 per
     row): D = C D_bond."""
@@ -216,7 +259,8 @@ class _DistanceSets:
         cols = np.column_stack([self.first, self.second]).reshape(-1)
         vals = np.tile([1.0, -1.0], m)
         self.difference = sp.csr_matrix((vals, (rows, cols)), shape=(m, len(flat)))
-        self.weights = 1.0 / self.sigmas[self.set_of] ** 2
+        sizes = np.array([len(g) for g in groups], dtype=np.float64)
+        self.weights = 2.0 / (sizes[self.set_of] * self.sigmas[self.set_of] ** 2)
 
     def __len__(self):
         return len(self.groups)
@@ -402,8 +446,9 @@ class ShelxRestraints:
         self._sadi(by_kind.get("SADI", []), by_kind.get("SAME", []))
         self._flat(by_kind.get("FLAT", []))
         self._chiv(by_kind.get("CHIV", []))
-        self._rigid_bond(by_kind.get("DELU", []), "DELU")
-        self._rigid_bond(by_kind.get("RIGU", []), "RIGU")
+        u_eq = self._arrays(self.graph.y)[3]
+        self._rigid_bond(by_kind.get("DELU", []), "DELU", sites_cart, u_eq)
+        self._rigid_bond(by_kind.get("RIGU", []), "RIGU", sites_cart, u_eq)
         self._simu(by_kind.get("SIMU", []), sites_cart)
         self._isor(by_kind.get("ISOR", []))
         self._bump(by_kind.get("BUMP", []), sites_cart)
@@ -522,7 +567,7 @@ class ShelxRestraints:
                                                   sym_ops=ops, shifts=shifts,
                                                   symmetry=self.symmetry), len(quads))
 
-    def _rigid_bond(self, restraints, kind):
+    def _rigid_bond(self, restraints, kind, sites_cart, u_eq):
         all_pairs, sigmas = [], []
         seen = set()
         for r in restraints:
@@ -539,10 +584,17 @@ class ShelxRestraints:
         if not all_pairs:
             return
         idx, ops, shifts = self._pairs_arrays(all_pairs)
-        cls = rt.RigidBondProxies if kind == "DELU" else rt.RiguProxies
-        per = 1 if kind == "DELU" else 3
-        self._add(kind, cls(idx, np.array(sigmas), ops, shifts, self.symmetry),
-                  per * len(all_pairs), "u_cart")
+        sigmas = np.array(sigmas)
+        if kind == "DELU":
+            self._add(kind, rt.RigidBondProxies(idx, sigmas, ops, shifts, self.symmetry),
+                      len(all_pairs), "u_cart")
+            return
+        # the weight factor from the model as read, then fixed (see the module notes)
+        lengths = -rt.BondProxies(idx, 0.0, 1.0, ops, shifts,
+                                  self.symmetry).design_rows(sites_cart).deltas
+        sigmas = sigmas / np.sqrt(rigu_weight_factor(lengths, u_eq[idx]))
+        self._add(kind, rt.RiguProxies(idx, sigmas, ops, shifts, self.symmetry),
+                  3 * len(all_pairs), "u_cart")
 
     def _simu(self, restraints, sites_cart):
         aniso_pairs, aniso_sig, iso_pairs, iso_sig = [], [], [], []

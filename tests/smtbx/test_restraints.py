@@ -6,6 +6,8 @@ files that exercise what the real sets lack (EQIV mates, DANG, ISOR, CHIV,
 SUMP, BUMP, isotropic SIMU).
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -281,17 +283,80 @@ def test_gauss_newton_on_restraints_alone(small_data, name):
         x = x + lsqr(diags(sw) @ rows.design, sw * rows.deltas, damp=1e-3)[0]
         rows = restraints.evaluate(x)
         chi2.append(rows.chi2)
-    assert chi2[0] > 300 and chi2[1] < 0.03 * chi2[0] and chi2[3] < 1e-3
+    assert chi2[0] > 150 and chi2[1] < 0.06 * chi2[0] and chi2[3] < 1e-3
 
 
-def test_restraint_chi2_equals_shelxl(small_data):
-    # SHELXL's restraint chi2 at its final model follows from the CIF: GoF S
-    # and restrained S_r with n reflections, p parameters, r restraints give
-    # chi2 = S_r^2 (n + r - p) - S^2 (n - p).  ni_i43d (DFIX, SADI, SAME, FLAT,
-    # DELU, SIMU; no RIGU, whose weights are not SHELXL's) agrees within the
-    # rounding of S and S_r to three decimals (+-5.8); SADI as the mean
-    # deviations would give 237.
-    n, p, r, gof, gof_r = 2743, 247, 194, 1.095, 1.122
-    shelxl = gof_r ** 2 * (n + r - p) - gof ** 2 * (n - p)
-    _, _, restraints = load(small_data, "ni_i43d")
-    assert abs(restraints.evaluate().chi2 - shelxl) < 5.8
+def test_rigu_weight_factor_hand_worked():
+    # p = 0.35: 0.1225 / ((0.1225 + 0.05 + 0.05) * 1.5^2) = 0.1225 / 0.500625
+    from smtbx.restraints import RIGU_P, rigu_weight_factor
+    assert RIGU_P == 0.35
+    f = rigu_weight_factor([1.5, 2.0], [[0.05, 0.05], [0.0, 0.0]])
+    np.testing.assert_allclose(f, [0.1225 / 0.500625, 0.25], rtol=1e-14)
+
+
+def test_rigu_rows_carry_the_weight_factor(small_data):
+    # RIGU's weights are 1/sigma^2 times rigu_weight_factor of the model as
+    # read, three rows per pair, and stay fixed as the model moves.
+    from smtbx.restraints import rigu_weight_factor
+    _, graph, restraints = load(small_data, "sh2185_p212121")
+    _, sites_cart, _, u_eq = restraints._arrays(graph.y)
+    (term,) = [t for t in restraints.terms if t.kind == "RIGU"]
+    idx = term.proxies.atom_index.reshape(-1, 2)
+    assert (term.proxies.atom_op == -1).all()         # no symmetry mates in sh2185
+    d = np.linalg.norm(sites_cart[idx[:, 0]] - sites_cart[idx[:, 1]], axis=1)
+    expected = np.repeat(rigu_weight_factor(d, u_eq[idx]) / 0.004 ** 2, 3)
+    np.testing.assert_allclose(term.proxies.weights, expected, rtol=1e-12)
+    before = restraints.evaluate().weights
+    x = graph.x + 1e-3
+    np.testing.assert_array_equal(restraints.evaluate(x).weights, before)
+
+
+def _stationarity(small_data, name):
+    """At the model as read: the decrease of data + restraint chi2 a
+    Gauss-Newton step predicts, g^T N^-1 g (zero at a minimum of our
+    objective), and the same with the restraints left out."""
+    from smtbx.refine import LeastSquares
+    from smtbx.shelx import read_shelx
+    model = read_shelx(str(small_data / name / RES[name]).rsplit(".", 1)[0])
+    least_squares = LeastSquares(model, restraints=None, n_threads=1)
+    equations, _, _ = least_squares.build()
+    normal, g = equations.normal_matrix(), equations.right_hand_side()
+    data_only = g @ np.linalg.solve(normal, g)
+    rows = ShelxRestraints(model, least_squares.graph).evaluate()
+    design = rows.design.toarray()
+    n = design.shape[1]
+    normal[:n, :n] += design.T @ (rows.weights[:, None] * design)
+    g[:n] += design.T @ (rows.weights * rows.deltas)
+    return g @ np.linalg.solve(normal, g), data_only, normal.shape[0]
+
+
+@pytest.mark.parametrize("name, bound", [("ni_i43d", 15.0), ("p31c_sad", 8.0),
+                                         ("sh2185_p212121", 15.0), ("gabipy_c2c", 40.0)])
+def test_shelxl_model_is_near_a_minimum_of_our_objective(small_data, name, bound):
+    # SHELXL's deposited models are converged (CIF shift/su 0.000), so with
+    # SHELXL's restraint weights they should be close to a minimum of data +
+    # restraint chi2.  The predicted Gauss-Newton decrease there, measured:
+    # ni_i43d 10.4, p31c_sad 4.6, sh2185 9.2, gabipy_c2c 19.3 (without the
+    # restraints 585, 99, 225, 1571).  With SADI's pairs weighted 1/sigma^2
+    # each and RIGU's plain 1/sigma^2 it was 63, 13.6, 86 and 25851; with
+    # RIGU's weight factor (p = 0.5) alone gabipy's is 9647, and 172 with
+    # SADI's 2/(n sigma^2) too.  So these weights are (near) what SHELXL
+    # minimised.
+    decrease, data_only, _ = _stationarity(small_data, name)
+    assert decrease < bound < data_only
+
+
+@pytest.mark.skipif(os.environ.get("SMTBX_SLOW") != "1",
+                    reason="full refinement of gabipy_c2c: set SMTBX_SLOW=1")
+def test_gabipy_refines_near_shelxl(small_data):
+    # 1101 parameters, 10335 restraints.  SHELXL: R1 0.0752 (the issue asks
+    # +-0.003).  Measured: 0.116 with RIGU's plain 1/sigma^2 and SADI's pairs
+    # at 1/sigma^2 each; 0.0844 with RIGU's weight factor at cctbx's p = 0.5;
+    # 0.0787 with SADI's 2/(n sigma^2) as well; 0.0756 (9 cycles) with
+    # p = 0.35.
+    from smtbx.refine import LeastSquares
+    from smtbx.shelx import read_shelx
+    model = read_shelx(str(small_data / "gabipy_c2c" / RES["gabipy_c2c"]).rsplit(".", 1)[0])
+    refinement = LeastSquares(model, n_threads=2).run(30)
+    assert refinement.converged
+    assert abs(refinement.figures.r1_gt - 0.0752) < 0.003

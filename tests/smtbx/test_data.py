@@ -30,52 +30,41 @@ SHELXL_COUNTS = {
     "twin5_p21n": ("NO_PF-F-PF_twin4_XPREP_a", 10418, 6519),
     "twin5_p4": ("P-4_NotDetwinned_12", 2399, 2399),
 }
-STEMS = {name: v[0] for name, v in SHELXL_COUNTS.items()} | {"ed_cinch_p21": "shelxl", "thpp_p21n": "thpp"}
-
-_cache = {}
-
-
-def reduced(small_data, name):
-    if name not in _cache:
-        model = smtbx.read_shelx(small_data / name / STEMS[name])
-        _cache[name] = (model, reduce_observations(model))
-    return _cache[name]
-
 
 @pytest.mark.parametrize("name", sorted(SHELXL_COUNTS))
-def test_reflection_counts_equal_shelxl(small_data, name):
+def test_reflection_counts_equal_shelxl(reduced_set, name):
     _, n, n_gt = SHELXL_COUNTS[name]
-    _, data = reduced(small_data, name)
+    _, data = reduced_set(name)
     assert len(data) == n
     assert data.n_gt == n_gt
     assert np.all(data.sig_fo_sq > 0)
 
 
-def test_what_is_dropped_and_why(small_data):
+def test_what_is_dropped_and_why(reduced_set):
     # OMIT h k l: p31c's 0 0 2 (its Friedel mate is another reflection in
     # P31c and stays); ni's 1 1 2 and -1 1 2 are Friedel mates in I-43d, two
     # reflections; musc's 21 in C2/c.
     for name, omitted in (("p31c_sad", 1), ("ni_i43d", 2), ("musc_c2c", 21)):
-        assert reduced(small_data, name)[1].counts["omitted"] == omitted
-    model, data = reduced(small_data, "p31c_sad")
+        assert reduced_set(name)[1].counts["omitted"] == omitted
+    model, data = reduced_set("p31c_sad")
     assert [0, 0, -2] in data.hkl.tolist() and [0, 0, 2] not in data.hkl.tolist()
     # OMIT -3 55: the 2θ limit rejects lines on reading
-    model, data = reduced(small_data, "fecl_r3c")
+    model, data = reduced_set("fecl_r3c")
     assert data.counts["outside_resolution"] == 124
     assert model.cell.two_theta(data.hkl, model.wavelength).max() <= 55.0
     obs = model.observations
     rejected = model.cell.two_theta(obs.hkl, model.wavelength) > 55.0
     assert rejected.sum() == 124
     # HKLF 5: 289 groups whose components are all absent (README.md)
-    model, data = reduced(small_data, "twin5_p21n")
+    model, data = reduced_set("twin5_p21n")
     assert data.counts["absent_groups"] == 289 and data.counts["unique"] == 10418
     assert not model.space_group.absent_flags(data.twin_hkl).any()
 
 
 @pytest.mark.parametrize("name, apart", [("sucrose_p21", True), ("p31c_sad", True),
                                          ("alga_p21c", False), ("fecl_r3c", False)])
-def test_friedel_pairs_kept_apart_only_without_inversion(small_data, name, apart):
-    model, data = reduced(small_data, name)
+def test_friedel_pairs_kept_apart_only_without_inversion(reduced_set, name, apart):
+    model, data = reduced_set(name)
     assert data.anomalous is apart
     # with Friedel's law imposed, the reflections collapse only if mates were kept apart
     mapped = sgtbx.map_to_asu(model.space_group, data.hkl, anomalous=False).hkl
@@ -83,11 +72,11 @@ def test_friedel_pairs_kept_apart_only_without_inversion(small_data, name, apart
     assert (n_mates > 0) is apart
 
 
-def test_ed_cinch_count(small_data):
+def test_ed_cinch_count(reduced_set):
     # SHELXL reports 1285 reflections (868 with Fo² > 2σ); SHELXL-style
     # merging with Friedel pairs kept gives 1287 (866), as REFERENCE.md's
     # cctbx check also found.  The difference is not explained.
-    _, data = reduced(small_data, "ed_cinch_p21")
+    _, data = reduced_set("ed_cinch_p21")
     assert (len(data), data.n_gt) == (1287, 866)
 
 

@@ -14,13 +14,6 @@ from smtbx.figures import (agreement, floating_origin_directions, restraint_coun
 from smtbx.model import Weighting
 from smtbx.structure import calculated_intensities, dispersion, structure_factors
 
-STEMS = {
-    "alga_p21c": "p21c", "bjk_p21212": "bjk", "caf2_fm3m": "caf2", "cc_invtwin": "disorder",
-    "ed_cinch_p21": "shelxl", "exti_c2m": "exti", "fecl_r3c": "2240189", "gabipy_c2c": "C2c_a",
-    "hmamg_p21c": "hma_mg", "musc_c2c": "muscovite", "nacl_fm3m": "NaCl", "ni_i43d": "i43d",
-    "p31c_sad": "sad", "ru_p21c": "05srv085", "sh2185_p212121": "sh2185", "sucrose_p21": "zucker2",
-    "thpp_p21n": "thpp", "twin5_p21n": "NO_PF-F-PF_twin4_XPREP_a",
-}
 
 # name: (R1(gt) "smtbx start" of REFERENCE.md, tolerance, wR2, where that wR2 comes from)
 # REFERENCE's start column reproduces SHELXL.  wR2 is SHELXL's published
@@ -66,20 +59,10 @@ SHELXL_GOF = {
 # SHELXL's counts from the CIF or REM where SHELXL_GOF has no GoF to go with them.
 REPORTED_PARAMETERS = {"alga_p21c": 945, "gabipy_c2c": 1101}
 
-_cache = {}
-
-
-def load(small_data, name):
-    if name not in _cache:
-        model = smtbx.read_shelx(small_data / name / STEMS[name])
-        _cache[name] = (model, reduce_observations(model))
-    return _cache[name]
-
-
 @pytest.mark.parametrize("name", sorted(START))
-def test_starting_figures(small_data, name):
+def test_starting_figures(reduced_set, name):
     r1, tol, wr2, _ = START[name]
-    model, data = load(small_data, name)
+    model, data = reduced_set(name)
     figures, *_ = starting_figures(model, data, n_threads=2)
     assert abs(figures.r1_gt - r1) <= tol
     assert abs(figures.wr2 - wr2) <= 0.001
@@ -93,27 +76,27 @@ def test_starting_figures(small_data, name):
         assert figures.gof is not None
 
 
-def test_r1_all_and_restrained_gof(small_data):
+def test_r1_all_and_restrained_gof(reduced_set):
     # SHELXL: sucrose R1(all) 0.0234, restrained GoF 1.080 with its one
     # floating-origin restraint (P21 is polar); hmamg 0.0260 and 6.027 with none.
-    model, data = load(small_data, "sucrose_p21")
+    model, data = reduced_set("sucrose_p21")
     figures, *_ = starting_figures(model, data, n_threads=2, n_parameters=224)
     assert figures.n_restraints == 1
     assert figures.r1_all == pytest.approx(0.0234, abs=0.0001)
     assert figures.restrained_gof == pytest.approx(1.080, abs=0.002)
     assert figures.restrained_gof < figures.gof      # one more observation, no χ²
-    model, data = load(small_data, "hmamg_p21c")
+    model, data = reduced_set("hmamg_p21c")
     figures, *_ = starting_figures(model, data, n_threads=2, n_parameters=133)
     assert figures.n_restraints == 0 and figures.restrained_gof == figures.gof
     assert figures.r1_all == pytest.approx(0.0260, abs=0.0001)
     # restraints counted by smtbx.restraints (its tests compare with SHELXL's counts)
-    assert restraint_count(load(small_data, "fecl_r3c")[0]) == 0
+    assert restraint_count(reduced_set("fecl_r3c")[0]) == 0
 
 
-def test_twin5_p21n_needs_non_positive_definite_adps(small_data):
+def test_twin5_p21n_needs_non_positive_definite_adps(reduced_set):
     # The deposited model has F4 (residue 2) with a negative ADP eigenvalue;
     # SHELXL refines it (flagging NPD), sftbx.Scatterers refuses it.
-    model, data = load(small_data, "twin5_p21n")
+    model, data = reduced_set("twin5_p21n")
     with pytest.raises(smtbx.ShelxSyntaxError, match=r"atom 'F4_2' \(F\): u_star .* is not positive definite"):
         starting_figures(model, data)
 
@@ -139,8 +122,8 @@ def test_weights_on_the_file_scale_are_shelxl_weights_on_the_absolute_scale():
     np.testing.assert_allclose(figures.sum_w_r2, np.sum(((fo_sq - k * fc_sq) / sig) ** 2))
 
 
-def test_extinction_as_shelxl(small_data):
-    model, data = load(small_data, "exti_c2m")
+def test_extinction_as_shelxl(reduced_set):
+    model, data = reduced_set("exti_c2m")
     x = model.instructions.exti
     fc_sq = calculated_intensities(model, data, n_threads=2)
     raw = structure_factors(model, data.hkl, n_threads=2).intensities()
@@ -188,11 +171,11 @@ def test_twin_law_and_hklf5_sums(tmp_path):
     np.testing.assert_allclose(np.sort(expected5), np.sort(expected), rtol=1e-12)
 
 
-def test_dispersion_sources(small_data, tmp_path):
-    model, _ = load(small_data, "caf2_fm3m")
+def test_dispersion_sources(reduced_set, tmp_path):
+    model, _ = reduced_set("caf2_fm3m")
     fp, fdp, source = dispersion(model)
     assert source == ["DISP", "DISP"] and fp.tolist() == [0.1378, 0.006] and fdp.tolist() == [0.1937, 0.0061]
-    model, _ = load(small_data, "bjk_p21212")
+    model, _ = reduced_set("bjk_p21212")
     fp, fdp, source = dispersion(model)
     energy = 12398.419843320026 / model.wavelength
     for t, a, b, s in zip(model.scattering_types, fp, fdp, source):
@@ -207,8 +190,8 @@ def test_dispersion_sources(small_data, tmp_path):
     assert np.all(table.fdp == 0) and np.any(table.fp != 0)
 
 
-def test_explicit_sfac_coefficients(small_data):
-    model, data = load(small_data, "ed_cinch_p21")
+def test_explicit_sfac_coefficients(reduced_set):
+    model, data = reduced_set("ed_cinch_p21")
     sf = structure_factors(model, data.hkl[:5])
     types, _ = sf.scatterers.types()
     assert types == ["C", "N", "O"]          # SFAC H is given but no atom uses it
@@ -245,5 +228,5 @@ def test_swat_solvent_correction(tmp_path):
     ("ru_p21c", 0),
     ("bjk_p21212", 5), ("musc_c2c", 0),     # SHELXL's REM lines (RIGU, BUMP; a one-atom RIGU)
 ])
-def test_restraint_counts_equal_shelxl_where_known(small_data, name, n):
-    assert restraint_count(load(small_data, name)[0]) == n
+def test_restraint_counts_equal_shelxl_where_known(reduced_set, name, n):
+    assert restraint_count(reduced_set(name)[0]) == n

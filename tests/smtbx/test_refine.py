@@ -20,12 +20,6 @@ from smtbx.refine import LeastSquares, RefinementDiverged, f_from_f_sq, suggest_
 slow = pytest.mark.skipif(os.environ.get("SMTBX_SLOW") != "1",
                           reason="full refinement of a larger set: set SMTBX_SLOW=1")
 
-STEMS = {
-    "alga_p21c": "p21c", "bjk_p21212": "bjk", "caf2_fm3m": "caf2", "ed_cinch_p21": "shelxl",
-    "exti_c2m": "exti", "fecl_r3c": "2240189", "hmamg_p21c": "hma_mg", "musc_c2c": "muscovite",
-    "nacl_fm3m": "NaCl", "ni_i43d": "i43d", "p31c_sad": "sad", "sh2185_p212121": "sh2185", "ru_p21c": "05srv085", "sucrose_p21": "zucker2",
-    "thpp_p21n": "thpp",
-}
 
 # name: (SHELXL's R1(gt), tolerance, wR2 or None, tolerance) from issue 7.
 # nacl's and ru's wR2 have no SHELXL figure; the issue gives 0.0268, 0.1155.
@@ -50,10 +44,6 @@ TARGETS = {
 FAST = ("fecl_r3c", "nacl_fm3m", "caf2_fm3m", "exti_c2m", "musc_c2c", "sucrose_p21")
 
 
-def load(small_data, name):
-    return smtbx.read_shelx(small_data / name / STEMS[name])
-
-
 def check_figures(name, refinement):
     r1, tol, wr2, wtol = TARGETS[name]
     f = refinement.figures
@@ -65,8 +55,8 @@ def check_figures(name, refinement):
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_converges_to_shelxl_figures(small_data, name):
-    model = load(small_data, name)
+def test_converges_to_shelxl_figures(shelx_stem, name):
+    model = smtbx.read_shelx(shelx_stem(name))
     refinement = LeastSquares(model, n_threads=2).run(30)
     check_figures(name, refinement)
     # the model holds the refined values, FVAR 1 the final osf
@@ -86,18 +76,18 @@ _NOT_CONVERGING = {"ni_i43d"}
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="creeps without converging; see above"))
     if n in _NOT_CONVERGING else n
     for n in sorted(set(TARGETS) - set(FAST))])
-def test_converges_to_shelxl_figures_slow(small_data, name):
-    check_figures(name, LeastSquares(load(small_data, name), n_threads=2).run(30))
+def test_converges_to_shelxl_figures_slow(shelx_stem, name):
+    check_figures(name, LeastSquares(smtbx.read_shelx(shelx_stem(name)), n_threads=2).run(30))
 
 
 @slow
-def test_ed_cinch_refines_without_error(small_data):
-    refinement = LeastSquares(load(small_data, "ed_cinch_p21"), n_threads=2).run(30)
+def test_ed_cinch_refines_without_error(shelx_stem):
+    refinement = LeastSquares(smtbx.read_shelx(shelx_stem("ed_cinch_p21")), n_threads=2).run(30)
     assert refinement.converged and np.isfinite(refinement.figures.r1_gt)
 
 
-def test_parameter_count_is_shelxl_and_cycle_report(small_data):
-    model = load(small_data, "fecl_r3c")
+def test_parameter_count_is_shelxl_and_cycle_report(shelx_stem):
+    model = smtbx.read_shelx(shelx_stem("fecl_r3c"))
     least_squares = LeastSquares(model, n_threads=2)
     assert least_squares.n_parameters == 60         # SHELXL's count
     seen = []
@@ -118,14 +108,14 @@ def shaken(model, seed=5):
 
 
 @pytest.mark.parametrize("name", ["fecl_r3c", "nacl_fm3m"])
-def test_shaken_start_returns(small_data, name):
-    check_shaken(small_data, name)
+def test_shaken_start_returns(shelx_stem, name):
+    check_shaken(shelx_stem, name)
 
 
 @slow
 @pytest.mark.parametrize("name", ["sucrose_p21", "bjk_p21212", "ru_p21c"])
-def test_shaken_start_returns_slow(small_data, name):
-    check_shaken(small_data, name)
+def test_shaken_start_returns_slow(shelx_stem, name):
+    check_shaken(shelx_stem, name)
 
 
 # fecl: Cl1 and Cl1' (PART 1 and 2 of the perchlorate, EADP, 0.002 A apart
@@ -135,8 +125,8 @@ def test_shaken_start_returns_slow(small_data, name):
 VALLEY = {"fecl_r3c": {"CL1", "CL1'"}}
 
 
-def check_shaken(small_data, name):
-    reference = load(small_data, name)
+def check_shaken(shelx_stem, name):
+    reference = smtbx.read_shelx(shelx_stem(name))
     data = LeastSquares(reference, n_threads=2).data
     before = LeastSquares(reference, data=data, n_threads=2).run(30)
     start = shaken(reference)

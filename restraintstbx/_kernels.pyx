@@ -631,25 +631,36 @@ cdef int _bond_similarity_rows(int p, const double* x, const double* u, const do
 # ---------------------------------------------------------------------------
 # ADP types (u: 6 per atom, U_cart 11,22,33,12,13,23; or 1 per atom, U_iso)
 
-cdef int _rigid_bond_rows(int p, const double* x, const double* u, const double* par,
-                          const double* rw, int nrow, double* delta, double* dx,
-                          double* du) noexcept nogil:
-    # value = n^T U_0 n - n^T U_1 n along the bond direction n (target 0).
-    cdef double n[3]
+cdef inline double _bond_u_difference(const double* x, const double* u, double* n, double* dm,
+                                      double* q) noexcept nogil:
+    # The bond from atom 0 to atom 1: its unit vector n, dU = U_0 - U_1 as a
+    # full 3x3, and q = dU n.  Returns the bond length (<= 0: degenerate).
     cdef double m0[9]
     cdef double m1[9]
-    cdef double dm[9]
-    cdef double q[3]
     cdef double d = _unit(x, x + 3, n)
-    cdef double z
     cdef int c
     if d <= 0.0:
-        return 1
+        return d
     _u_matrix(u, m0)
     _u_matrix(u + 6, m1)
     for c in range(9):
         dm[c] = m0[c] - m1[c]
     _matvec(dm, n, q)
+    return d
+
+
+cdef int _rigid_bond_rows(int p, const double* x, const double* u, const double* par,
+                          const double* rw, int nrow, double* delta, double* dx,
+                          double* du) noexcept nogil:
+    # value = n^T U_0 n - n^T U_1 n along the bond direction n (target 0).
+    cdef double n[3]
+    cdef double dm[9]
+    cdef double q[3]
+    cdef double z
+    cdef int c
+    cdef double d = _bond_u_difference(x, u, n, dm, q)
+    if d <= 0.0:
+        return 1
     z = _dot(n, q)
     delta[0] = -z
     # d value / d x_1 = 2 (I - n n^T) dU n / d
@@ -668,23 +679,16 @@ cdef int _rigu_rows(int p, const double* x, const double* u, const double* par,
     # squares is dU33^2 + dU13^2 + dU23^2 in any frame with z along the bond,
     # which is what RIGU restrains (Thorn, Dittrich & Sheldrick 2012).
     cdef double n[3]
-    cdef double m0[9]
-    cdef double m1[9]
     cdef double dm[9]
     cdef double q[3]
-    cdef double d = _unit(x, x + 3, n)
     cdef int k, c, j
     cdef double* row
     # (a, b) of the six parameters
     cdef int[6] pa = [0, 1, 2, 0, 0, 1]
     cdef int[6] pb = [0, 1, 2, 1, 2, 2]
+    cdef double d = _bond_u_difference(x, u, n, dm, q)
     if d <= 0.0:
         return 1
-    _u_matrix(u, m0)
-    _u_matrix(u + 6, m1)
-    for c in range(9):
-        dm[c] = m0[c] - m1[c]
-    _matvec(dm, n, q)
     for k in range(3):
         delta[k] = -q[k]
         # d q_k / d x_1 = (dU (I - n n^T))_k. / d

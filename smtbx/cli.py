@@ -133,7 +133,8 @@ def _report(model, figures, data, out):
     if ins.twin is not None or data.hklf == 5:
         extras.append("BASF " + " ".join(f"{b}" for b in ins.basf))
     w = ins.weighting
-    print(f"  scale K = osf² = {figures.scale:.6g} (FVAR 1 = {model.scale}), WGHT {w.a} {w.b}"
+    print(f"  least-squares scale K = {figures.scale:.6g}, osf = {figures.scale ** 0.5:.5f} "
+          f"(FVAR 1 = {model.scale}), WGHT {w.a} {w.b}"
           + "".join(", " + e for e in extras), file=out)
     print(f"R1 = {_format(figures.r1_gt)} for {figures.n_gt} Fo > 4sig(Fo) and "
           f"{_format(figures.r1_all)} for all {figures.n_reflections} data", file=out)
@@ -515,7 +516,7 @@ def main(args):
     if cycles == 0:
         figures, data, _, _ = starting_figures(model, n_threads=args.threads)
         result = _result(args, model, figures, data)
-        result.update(cycles=0, converged=None, max_shift_su=None, osf=model.scale)
+        result.update(cycles=0, converged=None, max_shift_su=None, osf=figures.scale ** 0.5)
         if args.json:
             _write_all([(args.json, _json_text(result))], inputs)
         if not args.quiet:

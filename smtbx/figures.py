@@ -8,6 +8,9 @@ K the overall scale (Fo² ≈ K Fc², K = osf² from FVAR 1):
   w = q / [σ² + (aP)² + K b P + K² (d + e sinθ/λ)],
   P = f max(Fo², 0) + (1 − f) K Fc², q = 1 (c = 0),
   exp(c (sinθ/λ)²) (c > 0) or 1 − exp(c (sinθ/λ)²) (c < 0);
+* K for a given model: the least-squares scale, min over K of
+  Σ w(K) (Fo² − K Fc²)², the weights taken at K (:func:`separable_scale`),
+  as the refinement's separable scale has it; FVAR 1 only starts it;
 * R1 = Σ|Fo − √K |Fc|| / Σ Fo, Fo = √max(Fo², 0), over Fo² > 2σ(Fo²)
   ("gt") and over all reflections;
 * wR2 = [Σ w (Fo² − K Fc²)² / Σ w Fo⁴]^½;
@@ -55,6 +58,40 @@ def shelxl_weights(fo_sq, sig_fo_sq, fc_sq, scale, weighting, sin_theta_over_lam
     elif wt.c < 0:
         q = 1.0 - np.exp(wt.c * sin_theta_over_lambda ** 2)
     return q / denominator
+
+
+def ls_scale(y_obs, y_calc, weights=None):
+    """K minimising Σ w (y_obs − K y_calc)² (1 when y_calc is all zero)."""
+    w = np.ones_like(y_obs) if weights is None else weights
+    denominator = float(np.sum(w * y_calc * y_calc))
+    return float(np.sum(w * y_obs * y_calc)) / denominator if denominator > 0 else 1.0
+
+
+def separable_scale(y_obs, y_calc, weights_at, k=None, iterations=4):
+    """The least-squares scale K of y_obs ≈ K y_calc when the weights
+    depend on K (SHELXL's P and b terms), by fixed-point steps from k
+    (default: the unweighted K).
+
+    Parameters
+    ----------
+    y_obs, y_calc : float64 (m,)
+    weights_at : callable
+        K -> weights float64 (m,).
+    k : float, optional
+        Starting K (FVAR 1's, for instance).
+    iterations : int
+
+    Returns
+    -------
+    k : float
+    weights : float64 (m,)
+        At the returned K.
+    """
+    if k is None or not (np.isfinite(k) and k > 0):
+        k = ls_scale(y_obs, y_calc)
+    for _ in range(iterations):
+        k = ls_scale(y_obs, y_calc, weights_at(k))
+    return k, weights_at(k)
 
 
 @dataclass
@@ -187,7 +224,8 @@ def parameter_count(model, graph=None):
 
 def starting_figures(model, data=None, n_threads=1, n_parameters=None, n_restraints=None,
                      restraint_chi2=None):
-    """SHELXL's figures for the model as read, before any cycle.
+    """SHELXL's figures for the model as read, before any cycle, at the
+    least-squares scale (FVAR 1 starts it; :func:`separable_scale`).
 
     Parameters
     ----------
@@ -212,9 +250,13 @@ def starting_figures(model, data=None, n_threads=1, n_parameters=None, n_restrai
     """
     data = reduce_observations(model) if data is None else data
     fc_sq = calculated_intensities(model, data, n_threads)
-    scale = model.scale ** 2
     stol = 0.5 * np.sqrt(model.cell.s_squared(data.hkl))
-    weights = shelxl_weights(data.fo_sq, data.sig_fo_sq, fc_sq, scale, model.instructions.weighting, stol)
+
+    def weights_at(k):
+        return shelxl_weights(data.fo_sq, data.sig_fo_sq, fc_sq, k, model.instructions.weighting,
+                              stol)
+
+    scale, weights = separable_scale(data.fo_sq, fc_sq, weights_at, model.scale ** 2)
     if n_parameters is None or n_restraints is None or restraint_chi2 is None:
         graph = Reparametrisation(model)
         restraints = ShelxRestraints(model, graph)

@@ -57,7 +57,7 @@ from sgtbx.errors import CrystallographyError
 
 from .data import reduce_observations
 from .errors import TwinError, TwinInputError, UnsupportedInstruction
-from .figures import agreement, shelxl_weights
+from .figures import agreement, ls_scale, separable_scale, shelxl_weights
 from .model import Weighting
 from .reparametrisation import Reparametrisation
 from .restraints import ShelxRestraints
@@ -425,7 +425,7 @@ class LeastSquares:
                 tick = clock()
                 y, rows_y = self._design_rows(pmap, start, stop, rows[:b], y_calc[start:stop])
                 sf_time += clock() - tick
-                k = self.k if self.k is not None else _ls_scale(self.y_obs, y)
+                k = self.k if self.k is not None else ls_scale(self.y_obs, y)
                 w = self.weights(y, k, start, stop)
                 weights[start:stop] = w
                 rows_x = np.ascontiguousarray((jac_t @ rows_y.T).T)
@@ -652,10 +652,7 @@ class LeastSquares:
         if not np.all(np.isfinite(y_calc)):
             raise RefinementDiverged("the final model gives non-finite structure factors")
         self.graph.update_model()
-        k = self.k if self.k is not None else _ls_scale(self.y_obs, y_calc)
-        for _ in range(3):
-            weights = self.weights(y_calc, k)
-            k = _ls_scale(self.y_obs, y_calc, weights)
+        k, weights = separable_scale(self.y_obs, y_calc, lambda k: self.weights(y_calc, k), self.k)
         self.k = k
         result.figures = self.figures(y_calc, k, weights)
         result.osf = self.osf(k)
@@ -712,15 +709,9 @@ def single_threaded_blas():
             put(n)
 
 
-def _ls_scale(y_obs, y_calc, weights=None):
-    w = np.ones_like(y_obs) if weights is None else weights
-    denominator = float(np.sum(w * y_calc * y_calc))
-    return float(np.sum(w * y_obs * y_calc)) / denominator if denominator > 0 else 1.0
-
-
 def _objective(y_obs, y_calc, weights):
     """min over K of Σ w (y_obs − K y_calc)²."""
-    k = _ls_scale(y_obs, y_calc, weights)
+    k = ls_scale(y_obs, y_calc, weights)
     return float(np.sum(weights * (y_obs - k * y_calc) ** 2))
 
 

@@ -263,12 +263,24 @@ def _check_atoms(centres, amp, quad, radius_sq, metric):
         raise ValueError(f"exactly {NT} Gaussian terms per atom (pad with zero amplitudes)")
 
 
+def _check_order(const Py_ssize_t[::1] order, Py_ssize_t n):
+    if order.shape[0] != n:
+        raise ValueError("order: expected one index per atom")
+    cdef unsigned char[::1] seen = np.zeros(n, dtype=np.uint8)
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not 0 <= order[i] < n or seen[order[i]]:
+            raise ValueError("order: expected a permutation of the atoms")
+        seen[order[i]] = 1
+
+
 N_TERMS = NT
 
 
 def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
                    const double[:, :, ::1] quad, const double[::1] radius_sq,
-                   const double[::1] metric, double[:, :, :, ::1] grids, int n_threads=1):
+                   const double[::1] metric, const Py_ssize_t[::1] order,
+                   double[:, :, :, ::1] grids, int n_threads=1):
     """Add the atoms' densities to the grids.
 
     Parameters
@@ -278,14 +290,17 @@ def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
     quad : float64 (n, g, 6)       IN  quadratic form of each term (index units)
     radius_sq : float64 (n,)       IN  cut-off radius squared (Angstrom^2)
     metric : float64 (6,)          IN  metric in index units (00, 11, 22, 01, 02, 12)
+    order : intp (n,)              IN  the atoms in the order to visit them (see
+                                     ``visit_order``)
     grids : float64 (t, N0, N1, N2)  IN/OUT  one grid per thread (t >= n_threads);
                                      the caller sums them
     """
     _check_atoms(centres, amp, quad, radius_sq, metric)
     if grids.shape[0] < n_threads or n_threads < 1:
         raise ValueError("need one grid per thread")
+    _check_order(order, centres.shape[0])
     cdef Ellipsoid el = _ellipsoid(metric)
-    cdef Py_ssize_t n = centres.shape[0], a
+    cdef Py_ssize_t n = centres.shape[0], a, o
     cdef int n_terms = amp.shape[1], tid
     cdef Py_ssize_t n0 = grids.shape[1], n1 = grids.shape[2], n2 = grids.shape[3]
     cdef double *base = &grids[0, 0, 0, 0]
@@ -294,8 +309,9 @@ def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
         return
     buffers, width = _line_buffers(el, radius_sq, n_threads)
     cdef Py_ssize_t[:, ::1] buf = buffers
-    for a in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
+    for o in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
         tid = threadid()
+        a = order[o]
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
               &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, base + tid * stride, NULL, NULL,
               &buf[tid, 0])
@@ -303,14 +319,14 @@ def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
 
 def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
                 const double[:, :, ::1] quad, const double[::1] radius_sq,
-                const double[::1] metric, const float[:, :, ::1] mapv,
-                double[:, :, ::1] moments, int n_threads=1):
+                const double[::1] metric, const Py_ssize_t[::1] order,
+                const float[:, :, ::1] mapv, double[:, :, ::1] moments, int n_threads=1):
     """Moments of a map times each term's exponential over each atom's points.
 
     Parameters
     ----------
-    centres, quad, radius_sq, metric : as for ``sample_density`` (``amp``
-        only fixes the number of terms)
+    centres, quad, radius_sq, metric, order : as for ``sample_density``
+        (``amp`` only fixes the number of terms)
     mapv : float32 (N0, N1, N2)      IN
     moments : float64 (n, g, 10)     OUT  sum m e, sum m e d (3), sum m e d d^T
                                      (00, 11, 22, 01, 02, 12), d in index units
@@ -319,8 +335,9 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
     if moments.shape[0] != centres.shape[0] or moments.shape[1] != amp.shape[1] \
             or moments.shape[2] != 10:
         raise ValueError("moments: expected shape (n, g, 10)")
+    _check_order(order, centres.shape[0])
     cdef Ellipsoid el = _ellipsoid(metric)
-    cdef Py_ssize_t n = centres.shape[0], a
+    cdef Py_ssize_t n = centres.shape[0], a, o
     cdef int n_terms = amp.shape[1], tid
     cdef Py_ssize_t n0 = mapv.shape[0], n1 = mapv.shape[1], n2 = mapv.shape[2], width
     if n == 0:
@@ -328,8 +345,9 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
     moments[:, :, :] = 0
     buffers, width = _line_buffers(el, radius_sq, n_threads)
     cdef Py_ssize_t[:, ::1] buf = buffers
-    for a in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
+    for o in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
         tid = threadid()
+        a = order[o]
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
               &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, NULL, &mapv[0, 0, 0],
               &moments[a, 0, 0], &buf[tid, 0])

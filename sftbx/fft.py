@@ -143,6 +143,28 @@ def grid_shape(unit_cell, space_group, d_min, rate=1.5, symmetry=True):
     return tuple(shape)
 
 
+def visit_order(centres, block=8):
+    """The atoms sorted by the block of ``block``^3 grid points their centre
+    lies in (blocks in memory order): neighbours in space are sampled one
+    after another, so that the grid lines they share are still in the cache.
+    Models in file order are already roughly so; atoms in random order were
+    sampled twice as slowly without it.
+
+    Parameters
+    ----------
+    centres : float64 (n, 3)
+        Atom centres in grid-index units, in [0, N).
+
+    Returns
+    -------
+    intp (n,)
+    """
+    cell = np.floor(centres / block).astype(np.intp)
+    top = cell.max(axis=0, initial=0) + 1
+    key = (cell[:, 0] * top[1] + cell[:, 1]) * top[2] + cell[:, 2]
+    return np.ascontiguousarray(np.argsort(key, kind="stable"), dtype=np.intp)
+
+
 def _index_metric(unit_cell, shape):
     """Metric in grid-index units, (00, 11, 22, 01, 02, 12)."""
     d = 1.0 / np.asarray(shape, dtype=np.float64)
@@ -365,19 +387,19 @@ class FFTStructureFactors:
         if bad >= 0:
             raise FFTError(f"atom {sc.labels[bad]!r} ({sc.elements[bad]}) has a zero ADP: give "
                            f"b_add > 0")
-        centres = np.mod(sc.sites_frac, 1.0) * np.asarray(self.shape)
-        return np.ascontiguousarray(centres), amp, quad, r_sq, weights, inv
+        centres = np.ascontiguousarray(np.mod(sc.sites_frac, 1.0) * np.asarray(self.shape))
+        return centres, amp, quad, r_sq, weights, inv, visit_order(centres)
 
     def density(self):
         """The blurred density of the asymmetric unit's atoms on the grid
         (e/A^3), float64 ``shape``."""
-        centres, amp, quad, r_sq, weights, _ = self._atoms(self.settings["cutoff"])
-        return self._density(centres, amp * weights[:, None], quad, r_sq)
+        centres, amp, quad, r_sq, weights, _, order = self._atoms(self.settings["cutoff"])
+        return self._density(centres, amp * weights[:, None], quad, r_sq, order)
 
-    def _density(self, centres, amp, quad, r_sq):
+    def _density(self, centres, amp, quad, r_sq, order):
         t = self.n_threads
         grids = np.zeros((t,) + self.shape)
-        _fft.sample_density(centres, np.ascontiguousarray(amp), quad, r_sq, self.metric,
+        _fft.sample_density(centres, np.ascontiguousarray(amp), quad, r_sq, self.metric, order,
                             grids, n_threads=t)
         return grids[0] if t == 1 else grids.sum(axis=0)
 
@@ -436,7 +458,7 @@ class FFTStructureFactors:
             raise FFTError(f"dT_dA, dT_dB: expected shape ({m},), got {da.shape} and {db.shape}")
         if not (np.isfinite(da).all() and np.isfinite(db).all()):
             raise FFTError("dT_dA, dT_dB: values must be finite")
-        centres, amp, quad, r_sq, weights, inv = self._atoms(self.settings["cutoff"])
+        centres, amp, quad, r_sq, weights, inv, order = self._atoms(self.settings["cutoff"])
         coef = (da + 1j * db) * self._scale()
         n0, n1, n2 = self.shape
         spectrum = np.zeros((n0, n1, n2 // 2 + 1), dtype=np.complex128)
@@ -450,7 +472,7 @@ class FFTStructureFactors:
         mapv = np.ascontiguousarray(mapv, dtype=np.float32)
         n, n_g = amp.shape
         mom = np.empty((n, n_g, 10))
-        _fft.map_moments(centres, amp, quad, r_sq, self.metric, mapv, mom,
+        _fft.map_moments(centres, amp, quad, r_sq, self.metric, order, mapv, mom,
                          n_threads=self.n_threads)
         nn = np.asarray(self.shape, dtype=np.float64)
         s0 = mom[..., 0]

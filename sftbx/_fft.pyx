@@ -10,9 +10,11 @@ d = p - c is the offset.  An atom's (blurred) density is a sum of terms
 with Q_g (6 numbers, order 00, 11, 22, 01, 02, 12) and amp_g computed by
 sftbx/fft.py.  Each atom is sampled inside the ellipsoid d^T M d <= r^2
 (M the metric in index units, so that this is a sphere of radius r in
-Angstrom).  Along the fastest axis the exponent is a quadratic in d2, so a
-line of points needs two exp() per term and then only multiplications:
-e(d2 + 1) = e(d2) rho, rho(d2 + 1) = rho(d2) q with q = exp(-Q22).
+Angstrom).  Along any axis the exponent is a quadratic in the offset, so
+one step needs only multiplications: e(d2 + 1) = e(d2) rho,
+rho(d2 + 1) = rho(d2) q with q = exp(-Q22), and a step along another axis
+changes rho by a constant factor too (exp(-Q12) for d1); an atom needs
+exp() only at one corner of its box (see _atom).
 
 The kernels here assume valid input (shapes and dtypes are checked by the
 def wrappers; values by sftbx/fft.py).
@@ -29,7 +31,8 @@ cdef extern from "_fftline.h" nogil:
     # amplitudes; IT92 has four Gaussians and the constant, the electron
     # table five Gaussians, neutrons the constant alone).
     enum: FFTL_NT
-    void fftl_skip(long n, double *e, double *rk, const double *qk)
+    void fftl_walk(long n, double *e, double *r, const double *q,
+                   double *o1, const double *s1, double *o2, const double *s2)
     void fftl_add(long n, long kk, long n2, double *row, const double *amp, double *e,
                   double *rk, const double *qk)
     void fftl_moments(long n, long kk, long n2, const float *row, double d2, double *e,
@@ -111,26 +114,39 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                 Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t n2,
                 double *grid, const float *mapv, double *moments,
                 Py_ssize_t *klo) noexcept nogil:
-    """Visit the points of one atom (``klo``: room for 2 * _lines(...) indices).  With ``grid`` non-NULL add the density
-    there; otherwise accumulate, per term, the moments of mapv * e_g(d):
+    """Visit the points of one atom (``klo``: room for 2 * _lines(...)
+    indices).  With ``grid`` non-NULL add the density there; otherwise
+    accumulate, per term, the moments of mapv * e_g(d):
     moments[10 g + (0; 1..3; 4..9)] = sum m e, sum m e d, sum m e d d^T
     (00, 11, 22, 01, 02, 12), with e_g the term's exponential (amp excluded).
 
-    In a plane of constant d0 the exponentials at (d1, K0), K0 the lowest d2
-    of the plane, follow one recurrence along d1 and each line another along
-    d2, so a plane costs three exp() per term.  When an exponent in the
-    atom's box could leave the range of a double the recurrences could
+    The exponentials follow recurrences, a step along an axis being two
+    multiplications (the value by its ratio to the next point, the ratio by
+    the constant ratio of ratios), so that an atom costs ten exp() per term:
+    the value and the three ratios at the corner (I0, J0, K0) of the atom's
+    box and the six constants.  The corner moves from plane to plane along
+    d0; from it each plane walks along d1 and d2 to (J, K), J its lowest d1
+    and K its lowest d2, and each line starts from K.  When an exponent in
+    the atom's box could leave the range of a double the recurrences could
     underflow, and each point is evaluated directly instead."""
     cdef double r = sqrt(r_sq)
     cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, k0, kk, row, n_j, jl
+    cdef Py_ssize_t j_box, k_box
     cdef double d0, d1, d2, disc, b, cc, sq, val, mv, v, box_sq, lam
     cdef double e[MAX_TERMS]
     cdef double rk[MAX_TERMS]
     cdef double ej[MAX_TERMS]
     cdef double rj[MAX_TERMS]
     cdef double rkj[MAX_TERMS]
+    cdef double ec[MAX_TERMS]    # at the corner of the plane's box: value,
+    cdef double ric[MAX_TERMS]   # ratio along d0,
+    cdef double rjc[MAX_TERMS]   # along d1,
+    cdef double rkc[MAX_TERMS]   # along d2
+    cdef double qi[MAX_TERMS]    # ratios of ratios: exp(-Q00), exp(-Q11), exp(-Q22),
     cdef double qj[MAX_TERMS]
     cdef double qk[MAX_TERMS]
+    cdef double sij[MAX_TERMS]   # exp(-Q01), exp(-Q02), exp(-Q12)
+    cdef double sik[MAX_TERMS]
     cdef double sk[MAX_TERMS]
     cdef double l0[MAX_TERMS]
     cdef double l1[MAX_TERMS]
@@ -140,20 +156,42 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
     cdef bint direct = False
     cdef const double *qg
     cdef double *mo
-    box_sq = r_sq * (el.w0 * el.w0 + el.w1 * el.w1 + el.w2 * el.w2)
-    for g in range(n_terms):
-        qg = quad + 6 * g
-        qj[g] = exp(-qg[1])
-        qk[g] = exp(-qg[2])
-        sk[g] = exp(-qg[5])
-        lam = qg[0] + qg[1] + qg[2]
-        if 0.5 * lam * box_sq + lam * sqrt(box_sq) > 300:
-            direct = True
-    n_j = _lines(el, r_sq)
-    khi = klo + n_j
     i_lo = _ceil(c0 - r * el.w0)
     i_hi = _floor(c0 + r * el.w0)
+    j_box = _floor(c1 - r * el.w1)
+    k_box = _floor(c2 - r * el.w2)
+    box_sq = ((r * el.w0 + 1) * (r * el.w0 + 1) + (r * el.w1 + 1) * (r * el.w1 + 1)
+              + (r * el.w2 + 1) * (r * el.w2 + 1))
+    for g in range(n_terms):
+        # |exponent| <= lam |d|^2 / 2 and |log ratio| <= lam (|d| + 1/2) in
+        # the box, lam >= the largest eigenvalue of Q (Gershgorin's bound);
+        # exp(-600) is still far from the smallest double
+        qg = quad + 6 * g
+        lam = max(qg[0] + fabs(qg[3]) + fabs(qg[4]),
+                  max(qg[1] + fabs(qg[3]) + fabs(qg[5]), qg[2] + fabs(qg[4]) + fabs(qg[5])))
+        if 0.5 * lam * box_sq + lam * (sqrt(box_sq) + 0.5) > 600:
+            direct = True
+    if not direct:
+        d0 = i_lo - c0
+        d1 = j_box - c1
+        d2 = k_box - c2
+        for g in range(NT):
+            qg = quad + 6 * g
+            qi[g] = exp(-qg[0])
+            qj[g] = exp(-qg[1])
+            qk[g] = exp(-qg[2])
+            sij[g] = exp(-qg[3])
+            sik[g] = exp(-qg[4])
+            sk[g] = exp(-qg[5])
+            ec[g] = exp(_exponent(qg, d0, d1, d2))
+            ric[g] = exp(-0.5 * qg[0] * (2 * d0 + 1) - qg[3] * d1 - qg[4] * d2)
+            rjc[g] = exp(-0.5 * qg[1] * (2 * d1 + 1) - qg[3] * d0 - qg[5] * d2)
+            rkc[g] = exp(-0.5 * qg[2] * (2 * d2 + 1) - qg[4] * d0 - qg[5] * d1)
+    n_j = _lines(el, r_sq)
+    khi = klo + n_j
     for i in range(i_lo, i_hi + 1):
+        if i > i_lo and not direct:
+            fftl_walk(1, ec, ric, qi, rjc, sij, rkc, sik)
         d0 = i - c0
         disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
         if disc < 0:
@@ -183,13 +221,13 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
         if k0 == PY_SSIZE_T_MAX:
             continue
         if not direct:
-            d1 = j_lo - c1
-            d2 = k0 - c2
+            # from the plane's corner (j_box, k_box) to (j_lo, k0)
             for g in range(NT):
-                qg = quad + 6 * g
-                ej[g] = exp(_exponent(qg, d0, d1, d2))
-                rj[g] = exp(-0.5 * qg[1] * (2 * d1 + 1) - qg[3] * d0 - qg[5] * d2)
-                rkj[g] = exp(-0.5 * qg[2] * (2 * d2 + 1) - qg[4] * d0 - qg[5] * d1)
+                ej[g] = ec[g]
+                rj[g] = rjc[g]
+                rkj[g] = rkc[g]
+            fftl_walk(j_lo - j_box, ej, rj, qj, rkj, sk, NULL, NULL)
+            fftl_walk(k0 - k_box, ej, rkj, qk, rj, sk, NULL, NULL)
         for j in range(j_lo, j_hi + 1):
             jl = j - j_lo
             k_lo = klo[jl]
@@ -199,10 +237,8 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
                 for g in range(NT):
                     e[g] = ej[g]
                     rk[g] = rkj[g]
-                    ej[g] = ej[g] * rj[g]
-                    rj[g] = rj[g] * qj[g]
-                    rkj[g] = rkj[g] * sk[g]
-                fftl_skip(k_lo - k0, e, rk, qk)
+                fftl_walk(1, ej, rj, qj, rkj, sk, NULL, NULL)
+                fftl_walk(k_lo - k0, e, rk, qk, NULL, NULL, NULL, NULL)
             if k_hi < k_lo:
                 continue
             row = (_wrap(i, n0) * n1 + _wrap(j, n1)) * n2

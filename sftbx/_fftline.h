@@ -19,17 +19,32 @@ typedef double fftl_v2 __attribute__((vector_size(16)));
 static inline void fftl_load(fftl_v2 *v, const double *x) { memcpy(v, x, sizeof(double) * FFTL_NT); }
 static inline void fftl_store(double *x, const fftl_v2 *v) { memcpy(x, v, sizeof(double) * FFTL_NT); }
 
-/* advance e by n points */
-static inline void fftl_skip(long n, double *e, double *rk, const double *qk)
+/* n steps along one axis: e *= r, r *= q, and the ratios along up to two
+ * other axes follow, o1 *= s1, o2 *= s2 (o1, o2 may be NULL) */
+static inline void fftl_walk(long n, double *e, double *r, const double *q,
+                             double *o1, const double *s1, double *o2, const double *s2)
 {
-    fftl_v2 E[FFTL_NV], R[FFTL_NV], Q[FFTL_NV];
+    fftl_v2 E[FFTL_NV], R[FFTL_NV], Q[FFTL_NV], O1[FFTL_NV], S1[FFTL_NV], O2[FFTL_NV],
+        S2[FFTL_NV];
     int g;
     long k;
     if (n <= 0) return;
-    fftl_load(E, e); fftl_load(R, rk); fftl_load(Q, qk);
+    fftl_load(E, e); fftl_load(R, r); fftl_load(Q, q);
     for (k = 0; k < n; ++k)
         for (g = 0; g < FFTL_NV; ++g) { E[g] *= R[g]; R[g] *= Q[g]; }
-    fftl_store(e, E); fftl_store(rk, R);
+    fftl_store(e, E); fftl_store(r, R);
+    if (o1) {
+        fftl_load(O1, o1); fftl_load(S1, s1);
+        for (k = 0; k < n; ++k)
+            for (g = 0; g < FFTL_NV; ++g) O1[g] *= S1[g];
+        fftl_store(o1, O1);
+    }
+    if (o2) {
+        fftl_load(O2, o2); fftl_load(S2, s2);
+        for (k = 0; k < n; ++k)
+            for (g = 0; g < FFTL_NV; ++g) O2[g] *= S2[g];
+        fftl_store(o2, O2);
+    }
 }
 
 /* row[kk..] += sum_g amp[g] e[g] over n points, kk wrapping at n2 */
@@ -78,12 +93,17 @@ static inline void fftl_moments(long n, long kk, long n2, const float *row, doub
 
 #else
 
-static inline void fftl_skip(long n, double *e, double *rk, const double *qk)
+static inline void fftl_walk(long n, double *e, double *r, const double *q,
+                             double *o1, const double *s1, double *o2, const double *s2)
 {
     long k;
     int g;
     for (k = 0; k < n; ++k)
-        for (g = 0; g < FFTL_NT; ++g) { e[g] *= rk[g]; rk[g] *= qk[g]; }
+        for (g = 0; g < FFTL_NT; ++g) {
+            e[g] *= r[g]; r[g] *= q[g];
+            if (o1) o1[g] *= s1[g];
+            if (o2) o2[g] *= s2[g];
+        }
 }
 
 static inline void fftl_add(long n, long kk, long n2, double *row, const double *amp,

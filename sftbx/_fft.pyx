@@ -31,12 +31,14 @@ cdef extern from "_fftline.h" nogil:
     # amplitudes; IT92 has four Gaussians and the constant, the electron
     # table five Gaussians, neutrons the constant alone).
     enum: FFTL_NT
-    void fftl_walk(long n, double *e, double *r, const double *q,
+    void fftl_walk(Py_ssize_t n, double *e, double *r, const double *q,
                    double *o1, const double *s1, double *o2, const double *s2)
-    void fftl_add(long n, long kk, long n2, double *row, const double *amp, double *e,
-                  double *rk, const double *qk)
-    void fftl_moments(long n, long kk, long n2, const float *row, double d2, double *e,
-                      double *rk, const double *qk, double *l0, double *l1, double *l2)
+    void fftl_plane(Py_ssize_t n_lines, const Py_ssize_t *klo, const Py_ssize_t *khi,
+                    Py_ssize_t k0, Py_ssize_t kshift, Py_ssize_t wj, Py_ssize_t n1,
+                    Py_ssize_t n2, double *grid, const float *map, const double *amp,
+                    double d1_first, double c2, const double *ej, const double *rj,
+                    const double *rkj, const double *qj, const double *qk, const double *sk,
+                    double *sums)
 
 cdef enum:
     NT = FFTL_NT
@@ -126,15 +128,14 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
     the value and the three ratios at the corner (I0, J0, K0) of the atom's
     box and the six constants.  The corner moves from plane to plane along
     d0; from it each plane walks along d1 and d2 to (J, K), J its lowest d1
-    and K its lowest d2, and each line starts from K.  When an exponent in
+    and K its lowest d2, and fftl_plane (_fftline.h) runs over the plane's
+    lines, each starting from K.  When an exponent in
     the atom's box could leave the range of a double the recurrences could
     underflow, and each point is evaluated directly instead."""
     cdef double r = sqrt(r_sq)
     cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, k0, kk, row, n_j, jl
-    cdef Py_ssize_t j_box, k_box
+    cdef Py_ssize_t j_box, k_box, kshift, plane
     cdef double d0, d1, d2, disc, b, cc, sq, val, mv, v, box_sq, lam
-    cdef double e[MAX_TERMS]
-    cdef double rk[MAX_TERMS]
     cdef double ej[MAX_TERMS]
     cdef double rj[MAX_TERMS]
     cdef double rkj[MAX_TERMS]
@@ -151,15 +152,17 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
     cdef double l0[MAX_TERMS]
     cdef double l1[MAX_TERMS]
     cdef double l2[MAX_TERMS]
+    cdef double sums[6 * MAX_TERMS]
     cdef Py_ssize_t *khi
     cdef int g
     cdef bint direct = False
     cdef const double *qg
-    cdef double *mo
     i_lo = _ceil(c0 - r * el.w0)
     i_hi = _floor(c0 + r * el.w0)
     j_box = _floor(c1 - r * el.w1)
     k_box = _floor(c2 - r * el.w2)
+    # (k + kshift) mod n2 by subtraction alone: k + kshift >= 0 in the box
+    kshift = 0 if k_box >= 0 else n2 * ((n2 - 1 - k_box) // n2)
     box_sq = ((r * el.w0 + 1) * (r * el.w0 + 1) + (r * el.w1 + 1) * (r * el.w1 + 1)
               + (r * el.w2 + 1) * (r * el.w2 + 1))
     for g in range(n_terms):
@@ -221,72 +224,78 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
         if k0 == PY_SSIZE_T_MAX:
             continue
         if not direct:
-            # from the plane's corner (j_box, k_box) to (j_lo, k0)
+            # from the plane's corner (j_box, k_box) to (j_lo, k0), then the lines
             for g in range(NT):
                 ej[g] = ec[g]
                 rj[g] = rjc[g]
                 rkj[g] = rkc[g]
             fftl_walk(j_lo - j_box, ej, rj, qj, rkj, sk, NULL, NULL)
             fftl_walk(k0 - k_box, ej, rkj, qk, rj, sk, NULL, NULL)
+            plane = _wrap(i, n0) * n1 * n2
+            if grid != NULL:
+                fftl_plane(j_hi - j_lo + 1, klo, khi, k0, kshift, _wrap(j_lo, n1), n1, n2,
+                           grid + plane, NULL, amp, 0, 0, ej, rj, rkj, qj, qk, sk, NULL)
+                continue
+            for g in range(6 * NT):
+                sums[g] = 0
+            fftl_plane(j_hi - j_lo + 1, klo, khi, k0, kshift, _wrap(j_lo, n1), n1, n2,
+                       NULL, mapv + plane, amp, j_lo - c1, c2, ej, rj, rkj, qj, qk, sk, sums)
+            for g in range(NT):
+                _add_moments(moments + 10 * g, d0, sums[g], sums[NT + g], sums[2 * NT + g],
+                             sums[3 * NT + g], sums[4 * NT + g], sums[5 * NT + g])
+            continue
+        # direct evaluation at each point
         for j in range(j_lo, j_hi + 1):
             jl = j - j_lo
             k_lo = klo[jl]
             k_hi = khi[jl]
-            d1 = j - c1
-            if not direct:
-                for g in range(NT):
-                    e[g] = ej[g]
-                    rk[g] = rkj[g]
-                fftl_walk(1, ej, rj, qj, rkj, sk, NULL, NULL)
-                fftl_walk(k_lo - k0, e, rk, qk, NULL, NULL, NULL, NULL)
             if k_hi < k_lo:
                 continue
+            d1 = j - c1
             row = (_wrap(i, n0) * n1 + _wrap(j, n1)) * n2
             kk = _wrap(k_lo, n2)
             d2 = k_lo - c2
-            if grid != NULL and direct:
-                for k in range(k_lo, k_hi + 1):
+            for g in range(NT):
+                l0[g] = 0
+                l1[g] = 0
+                l2[g] = 0
+            for k in range(k_lo, k_hi + 1):
+                if grid != NULL:
                     val = 0
                     for g in range(NT):
                         val = val + amp[g] * exp(_exponent(quad + 6 * g, d0, d1, d2))
-                    d2 = d2 + 1
                     grid[row + kk] += val
-                    kk = kk + 1
-                    if kk == n2:
-                        kk = 0
-            elif grid != NULL:
-                fftl_add(k_hi - k_lo + 1, kk, n2, grid + row, amp, e, rk, qk)
-            else:
-                for g in range(NT):
-                    l0[g] = 0
-                    l1[g] = 0
-                    l2[g] = 0
-                if not direct:
-                    fftl_moments(k_hi - k_lo + 1, kk, n2, mapv + row, d2, e, rk, qk, l0, l1, l2)
                 else:
-                    for k in range(k_lo, k_hi + 1):
-                        mv = mapv[row + kk]
-                        for g in range(NT):
-                            v = mv * exp(_exponent(quad + 6 * g, d0, d1, d2))
-                            l0[g] += v
-                            l1[g] += v * d2
-                            l2[g] += v * d2 * d2
-                        d2 = d2 + 1
-                        kk = kk + 1
-                        if kk == n2:
-                            kk = 0
+                    mv = mapv[row + kk]
+                    for g in range(NT):
+                        v = mv * exp(_exponent(quad + 6 * g, d0, d1, d2))
+                        l0[g] += v
+                        l1[g] += v * d2
+                        l2[g] += v * d2 * d2
+                d2 = d2 + 1
+                kk = kk + 1
+                if kk == n2:
+                    kk = 0
+            if grid == NULL:
                 for g in range(NT):
-                    mo = moments + 10 * g
-                    mo[0] += l0[g]
-                    mo[1] += d0 * l0[g]
-                    mo[2] += d1 * l0[g]
-                    mo[3] += l1[g]
-                    mo[4] += d0 * d0 * l0[g]
-                    mo[5] += d1 * d1 * l0[g]
-                    mo[6] += l2[g]
-                    mo[7] += d0 * d1 * l0[g]
-                    mo[8] += d0 * l1[g]
-                    mo[9] += d1 * l1[g]
+                    _add_moments(moments + 10 * g, d0, l0[g], d1 * l0[g], d1 * d1 * l0[g],
+                                 l1[g], d1 * l1[g], l2[g])
+
+
+cdef inline void _add_moments(double *mo, double d0, double s, double s1, double s11,
+                              double s2, double s12, double s22) noexcept nogil:
+    """Add a plane's sums (of m e, d1 m e, d1^2 m e, d2 m e, d1 d2 m e,
+    d2^2 m e) to one term's moments (order as in _atom)."""
+    mo[0] += s
+    mo[1] += d0 * s
+    mo[2] += s1
+    mo[3] += s2
+    mo[4] += d0 * d0 * s
+    mo[5] += s11
+    mo[6] += s22
+    mo[7] += d0 * s1
+    mo[8] += d0 * s2
+    mo[9] += s12
 
 
 def _check_atoms(centres, amp, quad, radius_sq, metric):

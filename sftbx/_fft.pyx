@@ -8,9 +8,10 @@ d = p - c is the offset.  An atom's (blurred) density is a sum of terms
     rho_g(d) = amp_g exp(-1/2 d^T Q_g d),
 
 with Q_g (6 numbers, order 00, 11, 22, 01, 02, 12) and amp_g computed by
-sftbx/fft.py.  Each atom is sampled inside the ellipsoid d^T M d <= r^2
-(M the metric in index units, so that this is a sphere of radius r in
-Angstrom).  Along any axis the exponent is a quadratic in the offset, so
+sftbx/fft.py.  Each atom is sampled at least inside the ellipsoid
+d^T M d <= r^2 (M the metric in index units, so that this is a sphere of
+radius r in Angstrom), in each plane of constant d0 over the rectangle
+around it.  Along any axis the exponent is a quadratic in the offset, so
 one step needs only multiplications: e(d2 + 1) = e(d2) rho,
 rho(d2 + 1) = rho(d2) q with q = exp(-Q22), and a step along another axis
 changes rho by a constant factor too (exp(-Q12) for d1); an atom needs
@@ -21,8 +22,7 @@ def wrappers; values by sftbx/fft.py).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, log, fabs, sqrt, ceil, cos, sin, M_PI
-from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.math cimport exp, log, fabs, sqrt, cos, sin, M_PI
 
 import numpy as np
 
@@ -33,12 +33,11 @@ cdef extern from "_fftline.h" nogil:
     enum: FFTL_NT
     void fftl_walk(Py_ssize_t n, double *e, double *r, const double *q,
                    double *o1, const double *s1, double *o2, const double *s2)
-    void fftl_plane(Py_ssize_t n_lines, const Py_ssize_t *klo, const Py_ssize_t *khi,
-                    Py_ssize_t k0, Py_ssize_t kshift, Py_ssize_t wj, Py_ssize_t n1,
-                    Py_ssize_t n2, double *grid, const float *map, const double *amp,
-                    double d1_first, double c2, const double *ej, const double *rj,
-                    const double *rkj, const double *qj, const double *qk, const double *sk,
-                    double *sums)
+    void fftl_plane(Py_ssize_t n_lines, Py_ssize_t n_points, Py_ssize_t kk, Py_ssize_t wj,
+                    Py_ssize_t n1, Py_ssize_t n2, double *grid, const float *map,
+                    const double *amp, double d1_first, double d2_first, const double *ej,
+                    const double *rj, const double *rkj, const double *qj, const double *qk,
+                    const double *sk, double *sums)
 
 cdef enum:
     NT = FFTL_NT
@@ -65,45 +64,49 @@ cdef inline Py_ssize_t _wrap(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
 
 
 cdef struct Ellipsoid:
-    # The metric in index units and its 2-D Schur complement, for the bounds.
-    double m00, m11, m22, m01, m02, m12
-    double p00, p11, p01
+    # The metric in index units and its two 2-D Schur complements, for the
+    # extent of a plane of constant d0 along d1 (p, d2 eliminated) and along
+    # d2 (t, d1 eliminated).
+    double m00, m11, m22, m01, m02, m12, inv_m22
+    double p00, p11, p01, inv_p11
+    double t00, t22, t02, inv_t22
     double w0, w1, w2   # sqrt((M^-1)_ii): half-widths along the axes per unit radius
-    double inv_p11, inv_m22
 
 
 cdef Ellipsoid _ellipsoid(const double[::1] metric) noexcept nogil:
     cdef Ellipsoid e
-    e.m00 = metric[0]
-    e.m11 = metric[1]
-    e.m22 = metric[2]
-    e.m01 = metric[3]
-    e.m02 = metric[4]
-    e.m12 = metric[5]
-    e.p00 = e.m00 - e.m02 * e.m02 / e.m22
-    e.p11 = e.m11 - e.m12 * e.m12 / e.m22
-    e.p01 = e.m01 - e.m02 * e.m12 / e.m22
-    cdef double det = (e.m00 * (e.m11 * e.m22 - e.m12 * e.m12)
-                       - e.m01 * (e.m01 * e.m22 - e.m12 * e.m02)
-                       + e.m02 * (e.m01 * e.m12 - e.m11 * e.m02))
-    e.w0 = sqrt((e.m11 * e.m22 - e.m12 * e.m12) / det)
-    e.w1 = sqrt((e.m00 * e.m22 - e.m02 * e.m02) / det)
-    e.w2 = sqrt((e.m00 * e.m11 - e.m01 * e.m01) / det)
+    cdef double m00 = metric[0], m11 = metric[1], m22 = metric[2]
+    cdef double m01 = metric[3], m02 = metric[4], m12 = metric[5]
+    e.m00, e.m11, e.m22, e.m01, e.m02, e.m12 = m00, m11, m22, m01, m02, m12
+    e.inv_m22 = 1.0 / m22
+    e.p00 = m00 - m02 * m02 / m22
+    e.p11 = m11 - m12 * m12 / m22
+    e.p01 = m01 - m02 * m12 / m22
     e.inv_p11 = 1.0 / e.p11
-    e.inv_m22 = 1.0 / e.m22
+    e.t00 = m00 - m01 * m01 / m11
+    e.t22 = m22 - m12 * m12 / m11
+    e.t02 = m02 - m01 * m12 / m11
+    e.inv_t22 = 1.0 / e.t22
+    cdef double det = (m00 * (m11 * m22 - m12 * m12) - m01 * (m01 * m22 - m12 * m02)
+                       + m02 * (m01 * m12 - m11 * m02))
+    e.w0 = sqrt((m11 * m22 - m12 * m12) / det)
+    e.w1 = sqrt((m00 * m22 - m02 * m02) / det)
+    e.w2 = sqrt((m00 * m11 - m01 * m01) / det)
     return e
 
 
-cdef inline Py_ssize_t _lines(const Ellipsoid *el, double r_sq) noexcept nogil:
-    """An upper bound on the lines of a plane of an atom of radius^2 r_sq."""
-    return 2 * <Py_ssize_t>ceil(sqrt(r_sq) * el.w1) + 3
-
-
-def _line_buffers(Ellipsoid el, const double[::1] radius_sq, int n_threads):
-    cdef Py_ssize_t top = 1, i
-    for i in range(radius_sq.shape[0]):
-        top = max(top, _lines(&el, radius_sq[i]))
-    return np.empty((n_threads, 2 * top), dtype=np.intp), 2 * top
+cdef inline bint _extent(double a, double b, double c, double d0, double r_sq, double centre,
+                         double inv_b, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    """The integers x with a d0^2 + 2 c d0 y + b y^2 <= r^2, y = x - centre
+    (one axis of a plane's section of the ellipsoid, the other eliminated);
+    False if there are none."""
+    cdef double disc = c * c * d0 * d0 - b * (a * d0 * d0 - r_sq), sq
+    if disc < 0:
+        return False
+    sq = sqrt(disc)
+    lo[0] = _ceil(centre + (-c * d0 - sq) * inv_b)
+    hi[0] = _floor(centre + (-c * d0 + sq) * inv_b)
+    return hi[0] >= lo[0]
 
 
 cdef inline double _exponent(const double *qg, double d0, double d1, double d2) noexcept nogil:
@@ -114,28 +117,32 @@ cdef inline double _exponent(const double *qg, double d0, double d1, double d2) 
 cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_sq,
                 int n_terms, const double *amp, const double *quad,
                 Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t n2,
-                double *grid, const float *mapv, double *moments,
-                Py_ssize_t *klo) noexcept nogil:
-    """Visit the points of one atom (``klo``: room for 2 * _lines(...)
-    indices).  With ``grid`` non-NULL add the density there; otherwise
-    accumulate, per term, the moments of mapv * e_g(d):
+                double *grid, const float *mapv, double *moments) noexcept nogil:
+    """Visit the points of one atom.  With ``grid`` non-NULL add the density
+    there; otherwise accumulate, per term, the moments of mapv * e_g(d):
     moments[10 g + (0; 1..3; 4..9)] = sum m e, sum m e d, sum m e d d^T
     (00, 11, 22, 01, 02, 12), with e_g the term's exponential (amp excluded).
+
+    The points of a plane of constant d0 are the rectangle (in d1 and d2)
+    around the plane's section of the ellipsoid d^T M d <= r^2: lines of one
+    length, whose loops the processor predicts (lines as long as the
+    section, about 8 points at 2 A, cost more in mispredicted loop ends than
+    the quarter more points of the rectangle).
 
     The exponentials follow recurrences, a step along an axis being two
     multiplications (the value by its ratio to the next point, the ratio by
     the constant ratio of ratios), so that an atom costs ten exp() per term:
     the value and the three ratios at the corner (I0, J0, K0) of the atom's
     box and the six constants.  The corner moves from plane to plane along
-    d0; from it each plane walks along d1 and d2 to (J, K), J its lowest d1
-    and K its lowest d2, and fftl_plane (_fftline.h) runs over the plane's
-    lines, each starting from K.  When an exponent in
-    the atom's box could leave the range of a double the recurrences could
-    underflow, and each point is evaluated directly instead."""
+    d0; from it each plane walks along d1 and d2 to its rectangle's corner,
+    and fftl_plane (_fftline.h) runs over the rectangle's lines.  When an
+    exponent in the atom's box could leave the range of a double the
+    recurrences could underflow, and each point is evaluated directly
+    instead."""
     cdef double r = sqrt(r_sq)
-    cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, k0, kk, row, n_j, jl
-    cdef Py_ssize_t j_box, k_box, kshift, plane
-    cdef double d0, d1, d2, disc, b, cc, sq, val, mv, v, box_sq, lam
+    cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, kk, row
+    cdef Py_ssize_t j_box, k_box, plane
+    cdef double d0, d1, d2, val, mv, v, box_sq, lam
     cdef double ej[MAX_TERMS]
     cdef double rj[MAX_TERMS]
     cdef double rkj[MAX_TERMS]
@@ -153,7 +160,6 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
     cdef double l1[MAX_TERMS]
     cdef double l2[MAX_TERMS]
     cdef double sums[6 * MAX_TERMS]
-    cdef Py_ssize_t *khi
     cdef int g
     cdef bint direct = False
     cdef const double *qg
@@ -161,8 +167,6 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
     i_hi = _floor(c0 + r * el.w0)
     j_box = _floor(c1 - r * el.w1)
     k_box = _floor(c2 - r * el.w2)
-    # (k + kshift) mod n2 by subtraction alone: k + kshift >= 0 in the box
-    kshift = 0 if k_box >= 0 else n2 * ((n2 - 1 - k_box) // n2)
     box_sq = ((r * el.w0 + 1) * (r * el.w0 + 1) + (r * el.w1 + 1) * (r * el.w1 + 1)
               + (r * el.w2 + 1) * (r * el.w2 + 1))
     for g in range(n_terms):
@@ -190,69 +194,39 @@ cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_s
             ric[g] = exp(-0.5 * qg[0] * (2 * d0 + 1) - qg[3] * d1 - qg[4] * d2)
             rjc[g] = exp(-0.5 * qg[1] * (2 * d1 + 1) - qg[3] * d0 - qg[5] * d2)
             rkc[g] = exp(-0.5 * qg[2] * (2 * d2 + 1) - qg[4] * d0 - qg[5] * d1)
-    n_j = _lines(el, r_sq)
-    khi = klo + n_j
     for i in range(i_lo, i_hi + 1):
         if i > i_lo and not direct:
             fftl_walk(1, ec, ric, qi, rjc, sij, rkc, sik)
         d0 = i - c0
-        disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
-        if disc < 0:
+        if not (_extent(el.p00, el.p11, el.p01, d0, r_sq, c1, el.inv_p11, &j_lo, &j_hi)
+                and _extent(el.t00, el.t22, el.t02, d0, r_sq, c2, el.inv_t22, &k_lo, &k_hi)):
             continue
-        sq = sqrt(disc)
-        j_lo = _ceil(c1 + (-el.p01 * d0 - sq) * el.inv_p11)
-        j_hi = _floor(c1 + (-el.p01 * d0 + sq) * el.inv_p11)
-        if j_hi < j_lo:
-            continue
-        # the d2 range of each line, and the plane's lowest k
-        k0 = PY_SSIZE_T_MAX
-        for j in range(j_lo, j_hi + 1):
-            jl = j - j_lo
-            d1 = j - c1
-            b = el.m02 * d0 + el.m12 * d1
-            cc = el.m00 * d0 * d0 + 2 * el.m01 * d0 * d1 + el.m11 * d1 * d1 - r_sq
-            disc = b * b - el.m22 * cc
-            if disc < 0:
-                klo[jl] = 1
-                khi[jl] = 0
-                continue
-            sq = sqrt(disc)
-            klo[jl] = _ceil(c2 + (-b - sq) * el.inv_m22)
-            khi[jl] = _floor(c2 + (-b + sq) * el.inv_m22)
-            if khi[jl] >= klo[jl] and klo[jl] < k0:
-                k0 = klo[jl]
-        if k0 == PY_SSIZE_T_MAX:
-            continue
+        plane = _wrap(i, n0) * n1 * n2
         if not direct:
-            # from the plane's corner (j_box, k_box) to (j_lo, k0), then the lines
+            # from the plane's corner (j_box, k_box) to (j_lo, k_lo), then the lines
             for g in range(NT):
                 ej[g] = ec[g]
                 rj[g] = rjc[g]
                 rkj[g] = rkc[g]
             fftl_walk(j_lo - j_box, ej, rj, qj, rkj, sk, NULL, NULL)
-            fftl_walk(k0 - k_box, ej, rkj, qk, rj, sk, NULL, NULL)
-            plane = _wrap(i, n0) * n1 * n2
+            fftl_walk(k_lo - k_box, ej, rkj, qk, rj, sk, NULL, NULL)
             if grid != NULL:
-                fftl_plane(j_hi - j_lo + 1, klo, khi, k0, kshift, _wrap(j_lo, n1), n1, n2,
-                           grid + plane, NULL, amp, 0, 0, ej, rj, rkj, qj, qk, sk, NULL)
+                fftl_plane(j_hi - j_lo + 1, k_hi - k_lo + 1, _wrap(k_lo, n2), _wrap(j_lo, n1),
+                           n1, n2, grid + plane, NULL, amp, 0, 0, ej, rj, rkj, qj, qk, sk, NULL)
                 continue
             for g in range(6 * NT):
                 sums[g] = 0
-            fftl_plane(j_hi - j_lo + 1, klo, khi, k0, kshift, _wrap(j_lo, n1), n1, n2,
-                       NULL, mapv + plane, amp, j_lo - c1, c2, ej, rj, rkj, qj, qk, sk, sums)
+            fftl_plane(j_hi - j_lo + 1, k_hi - k_lo + 1, _wrap(k_lo, n2), _wrap(j_lo, n1),
+                       n1, n2, NULL, mapv + plane, amp, j_lo - c1, k_lo - c2, ej, rj, rkj,
+                       qj, qk, sk, sums)
             for g in range(NT):
                 _add_moments(moments + 10 * g, d0, sums[g], sums[NT + g], sums[2 * NT + g],
                              sums[3 * NT + g], sums[4 * NT + g], sums[5 * NT + g])
             continue
         # direct evaluation at each point
         for j in range(j_lo, j_hi + 1):
-            jl = j - j_lo
-            k_lo = klo[jl]
-            k_hi = khi[jl]
-            if k_hi < k_lo:
-                continue
             d1 = j - c1
-            row = (_wrap(i, n0) * n1 + _wrap(j, n1)) * n2
+            row = plane + _wrap(j, n1) * n2
             kk = _wrap(k_lo, n2)
             d2 = k_lo - c2
             for g in range(NT):
@@ -349,17 +323,14 @@ def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
     cdef int n_terms = amp.shape[1], tid
     cdef Py_ssize_t n0 = grids.shape[1], n1 = grids.shape[2], n2 = grids.shape[3]
     cdef double *base = &grids[0, 0, 0, 0]
-    cdef Py_ssize_t stride = n0 * n1 * n2, width
+    cdef Py_ssize_t stride = n0 * n1 * n2
     if n == 0:
         return
-    buffers, width = _line_buffers(el, radius_sq, n_threads)
-    cdef Py_ssize_t[:, ::1] buf = buffers
     for o in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
         tid = threadid()
         a = order[o]
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
-              &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, base + tid * stride, NULL, NULL,
-              &buf[tid, 0])
+              &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, base + tid * stride, NULL, NULL)
 
 
 def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
@@ -383,19 +354,16 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
     _check_order(order, centres.shape[0])
     cdef Ellipsoid el = _ellipsoid(metric)
     cdef Py_ssize_t n = centres.shape[0], a, o
-    cdef int n_terms = amp.shape[1], tid
-    cdef Py_ssize_t n0 = mapv.shape[0], n1 = mapv.shape[1], n2 = mapv.shape[2], width
+    cdef int n_terms = amp.shape[1]
+    cdef Py_ssize_t n0 = mapv.shape[0], n1 = mapv.shape[1], n2 = mapv.shape[2]
     if n == 0:
         return
     moments[:, :, :] = 0
-    buffers, width = _line_buffers(el, radius_sq, n_threads)
-    cdef Py_ssize_t[:, ::1] buf = buffers
     for o in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
-        tid = threadid()
         a = order[o]
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
               &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, NULL, &mapv[0, 0, 0],
-              &moments[a, 0, 0], &buf[tid, 0])
+              &moments[a, 0, 0])
 
 
 ctypedef fused complex_t:
@@ -566,12 +534,8 @@ def mark_spheres(const double[:, ::1] centres, const double[::1] radius_sq,
             i_hi = _floor(c0 + half0)
             for i in range(i_lo, i_hi + 1):
                 d0 = i - c0
-                disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
-                if disc < 0:
+                if not _extent(el.p00, el.p11, el.p01, d0, r_sq, c1, el.inv_p11, &j_lo, &j_hi):
                     continue
-                sq = sqrt(disc)
-                j_lo = _ceil(c1 + (-el.p01 * d0 - sq) * el.inv_p11)
-                j_hi = _floor(c1 + (-el.p01 * d0 + sq) * el.inv_p11)
                 ii = _wrap(i, n0)
                 for j in range(j_lo, j_hi + 1):
                     d1 = j - c1

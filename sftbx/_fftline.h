@@ -55,74 +55,68 @@ static inline void fftl_walk(ptrdiff_t n, double *e, double *r, const double *q,
     }
 }
 
-/* The lines of one plane.  Line l (d1 = d1_first + l) runs over
- * k = klo[l]..khi[l] (none when khi[l] < klo[l]); ej, rj, rkj are the
- * values, the ratios along j and the ratios along k at (first line, k0),
- * k0 <= every klo.  Line l is row (wj + l) mod n1 of the plane, point k at
- * column (k + kshift) mod n2, kshift >= -min(klo).
+/* The lines of one plane, n_lines lines (d1 = d1_first + l) of n_points
+ * points (d2 = d2_first + k); ej, rj, rkj are the values, the ratios along
+ * j and the ratios along k at the first point of the first line.  Line l is
+ * row (wj + l) mod n1 of the plane, its points the columns from kk on,
+ * wrapping at n2.
  * With grid non-NULL: grid[row, column] += sum_g amp[g] e[g].
- * Otherwise, with m = map[row, column] and d2 = k - c2, per term g the sums
- * over the plane of m e, d1 m e, d1^2 m e, d2 m e, d1 d2 m e, d2^2 m e are
- * added to sums[FFTL_NT * 0..5 + g]. */
-static inline void fftl_plane(ptrdiff_t n_lines, const ptrdiff_t *klo, const ptrdiff_t *khi,
-                              ptrdiff_t k0, ptrdiff_t kshift, ptrdiff_t wj, ptrdiff_t n1,
-                              ptrdiff_t n2, double *grid,
-                              const float *map, const double *amp, double d1_first, double c2,
-                              const double *ej, const double *rj, const double *rkj,
-                              const double *qj, const double *qk, const double *sk,
-                              double *sums)
+ * Otherwise, with m = map[row, column], per term g the sums over the plane
+ * of m e, d1 m e, d1^2 m e, d2 m e, d1 d2 m e, d2^2 m e are added to
+ * sums[FFTL_NT * 0..5 + g]. */
+static inline void fftl_plane(ptrdiff_t n_lines, ptrdiff_t n_points, ptrdiff_t kk,
+                              ptrdiff_t wj, ptrdiff_t n1, ptrdiff_t n2, double *grid,
+                              const float *map, const double *amp, double d1_first,
+                              double d2_first, const double *ej, const double *rj,
+                              const double *rkj, const double *qj, const double *qk,
+                              const double *sk, double *sums)
 {
     fftl_v E[FFTL_NV], RJ[FFTL_NV], RK[FFTL_NV], QJ[FFTL_NV], QK[FFTL_NV], SK[FFTL_NV];
     fftl_v e[FFTL_NV], r[FFTL_NV], A[FFTL_NV], P[6][FFTL_NV], L0[FFTL_NV], L1[FFTL_NV];
     fftl_v L2[FFTL_NV], s, v, zero = {0};
     int g, m;
-    ptrdiff_t l, k, kk;
+    ptrdiff_t l, k, c;
     fftl_load(E, ej); fftl_load(RJ, rj); fftl_load(RK, rkj);
     fftl_load(QJ, qj); fftl_load(QK, qk); fftl_load(SK, sk);
     if (grid) fftl_load(A, amp);
     else for (m = 0; m < 6; ++m) fftl_load(P[m], sums + FFTL_NT * m);
     for (l = 0; l < n_lines; ++l) {
-        if (khi[l] >= klo[l]) {
-            for (g = 0; g < FFTL_NV; ++g) { e[g] = E[g]; r[g] = RK[g]; }
-            for (k = k0; k < klo[l]; ++k)
+        for (g = 0; g < FFTL_NV; ++g) { e[g] = E[g]; r[g] = RK[g]; }
+        c = kk;
+        if (grid) {
+            double *row = grid + wj * n2;
+            for (k = 0; k < n_points; ++k) {
+                s = A[0] * e[0];
+                for (g = 1; g < FFTL_NV; ++g) s += A[g] * e[g];
+                row[c] += fftl_hsum(s);
                 for (g = 0; g < FFTL_NV; ++g) { e[g] *= r[g]; r[g] *= QK[g]; }
-            kk = klo[l] + kshift;
-            while (kk >= n2) kk -= n2;
-            if (grid) {
-                double *row = grid + wj * n2;
-                for (k = klo[l]; k <= khi[l]; ++k) {
-                    s = A[0] * e[0];
-                    for (g = 1; g < FFTL_NV; ++g) s += A[g] * e[g];
-                    row[kk] += fftl_hsum(s);
-                    for (g = 0; g < FFTL_NV; ++g) { e[g] *= r[g]; r[g] *= QK[g]; }
-                    if (++kk == n2) kk = 0;
-                }
-            } else {
-                const float *row = map + wj * n2;
-                double d1 = d1_first + l, d2 = klo[l] - c2;
-                for (g = 0; g < FFTL_NV; ++g) { L0[g] = zero; L1[g] = zero; L2[g] = zero; }
-                for (k = klo[l]; k <= khi[l]; ++k) {
-                    double mv = row[kk];
-                    for (g = 0; g < FFTL_NV; ++g) {
-                        v = mv * e[g];
-                        L0[g] += v;
-                        v = v * d2;
-                        L1[g] += v;
-                        L2[g] += v * d2;
-                        e[g] *= r[g];
-                        r[g] *= QK[g];
-                    }
-                    d2 += 1;
-                    if (++kk == n2) kk = 0;
-                }
+                if (++c == n2) c = 0;
+            }
+        } else {
+            const float *row = map + wj * n2;
+            double d1 = d1_first + l, d2 = d2_first;
+            for (g = 0; g < FFTL_NV; ++g) { L0[g] = zero; L1[g] = zero; L2[g] = zero; }
+            for (k = 0; k < n_points; ++k) {
+                double mv = row[c];
                 for (g = 0; g < FFTL_NV; ++g) {
-                    P[0][g] += L0[g];
-                    P[1][g] += d1 * L0[g];
-                    P[2][g] += d1 * d1 * L0[g];
-                    P[3][g] += L1[g];
-                    P[4][g] += d1 * L1[g];
-                    P[5][g] += L2[g];
+                    v = mv * e[g];
+                    L0[g] += v;
+                    v = v * d2;
+                    L1[g] += v;
+                    L2[g] += v * d2;
+                    e[g] *= r[g];
+                    r[g] *= QK[g];
                 }
+                d2 += 1;
+                if (++c == n2) c = 0;
+            }
+            for (g = 0; g < FFTL_NV; ++g) {
+                P[0][g] += L0[g];
+                P[1][g] += d1 * L0[g];
+                P[2][g] += d1 * d1 * L0[g];
+                P[3][g] += L1[g];
+                P[4][g] += d1 * L1[g];
+                P[5][g] += L2[g];
             }
         }
         for (g = 0; g < FFTL_NV; ++g) { E[g] *= RJ[g]; RJ[g] *= QJ[g]; RK[g] *= SK[g]; }

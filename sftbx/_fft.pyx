@@ -22,7 +22,7 @@ def wrappers; values by sftbx/fft.py).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, log, fabs, sqrt, cos, sin, M_PI
+from libc.math cimport exp, log, fabs, sqrt, M_PI
 
 import numpy as np
 
@@ -366,6 +366,16 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
               &moments[a, 0, 0])
 
 
+def _shifts(const int[:, ::1] hkl, const double[:, ::1] translations):
+    """exp(2 pi i h_a t_a) of each operation's translation t, for each axis a
+    and each index h_a in -top..top: complex128 (k, 3, 2 top + 1), and top.
+    A reflection's phase shift exp(2 pi i h.t) is the product of three
+    entries: no cos or sin per reflection and operation."""
+    top = int(np.abs(np.asarray(hkl)).max(initial=0))
+    h = np.arange(-top, top + 1)
+    return np.exp(2j * np.pi * np.asarray(translations)[:, :, None] * h), top
+
+
 ctypedef fused complex_t:
     float complex
     double complex
@@ -396,12 +406,16 @@ def pick(const complex_t[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, ::1] h
     cdef Py_ssize_t n0 = spectrum.shape[0], n1 = spectrum.shape[1]
     cdef Py_ssize_t k0, k1, k2
     cdef Py_ssize_t bad = 0
-    cdef double ph, re, im, xr, xi
-    cdef int ok
+    cdef double re, im, xr, xi
+    cdef double complex t
+    cdef int ok, sign
     if hkl.shape[1] != 3 or rotations.shape[1] != 3 or rotations.shape[2] != 3 \
             or translations.shape[0] != n_ops or scale.shape[0] != m or out.shape[0] != m \
             or spectrum.shape[2] != n2 // 2 + 1:
         raise ValueError("pick: arrays of inconsistent shapes")
+    shifts, top_ = _shifts(hkl, translations)
+    cdef const double complex[:, :, ::1] shift = shifts
+    cdef Py_ssize_t top = top_
     for i in prange(m, nogil=True, num_threads=n_threads, schedule="static"):
         re = 0
         im = 0
@@ -417,16 +431,21 @@ def pick(const complex_t[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, ::1] h
                     or 2 * k2 >= n2 or -2 * k2 >= n2:
                 ok = 0
                 break
-            if k2 >= 0:
-                xr = spectrum[_wrap(k0, n0), _wrap(k1, n1), k2].real
-                xi = -spectrum[_wrap(k0, n0), _wrap(k1, n1), k2].imag
-            else:
-                xr = spectrum[_wrap(-k0, n0), _wrap(-k1, n1), -k2].real
-                xi = spectrum[_wrap(-k0, n0), _wrap(-k1, n1), -k2].imag
-            ph = 2 * M_PI * (hkl[i, 0] * translations[op, 0] + hkl[i, 1] * translations[op, 1]
-                             + hkl[i, 2] * translations[op, 2])
-            re = re + cos(ph) * xr - sin(ph) * xi
-            im = im + cos(ph) * xi + sin(ph) * xr
+            # X(-k) = conj(X(k)) for the half of k the half spectrum lacks;
+            # |k_i| < N_i / 2 here, so a negative index wraps by one addition
+            sign = 1
+            if k2 < 0:
+                k0, k1, k2, sign = -k0, -k1, -k2, -1
+            if k0 < 0:
+                k0 = k0 + n0
+            if k1 < 0:
+                k1 = k1 + n1
+            xr = spectrum[k0, k1, k2].real
+            xi = -sign * spectrum[k0, k1, k2].imag
+            t = (shift[op, 0, hkl[i, 0] + top] * shift[op, 1, hkl[i, 1] + top]
+                 * shift[op, 2, hkl[i, 2] + top])
+            re = re + t.real * xr - t.imag * xi
+            im = im + t.real * xi + t.imag * xr
         if ok:
             out[i] = scale[i] * (re + 1j * im)
         else:
@@ -458,12 +477,16 @@ def scatter(const double complex[::1] coefficients, const int[:, ::1] hkl,
     cdef Py_ssize_t k[3]
     cdef Py_ssize_t nn[3]
     cdef Py_ssize_t bad = 0
-    cdef double ph, cr, ci, tr, ti
+    cdef double tr, ti
+    cdef double complex c
     cdef bint ok
     if hkl.shape[1] != 3 or rotations.shape[1] != 3 or rotations.shape[2] != 3 \
             or translations.shape[0] != n_ops or coefficients.shape[0] != m \
             or spectrum.shape[2] != n2 // 2 + 1:
         raise ValueError("scatter: arrays of inconsistent shapes")
+    shifts, top_ = _shifts(hkl, translations)
+    cdef const double complex[:, :, ::1] shift = shifts
+    cdef Py_ssize_t top = top_
     nn[0] = n0
     nn[1] = n1
     nn[2] = n2
@@ -483,14 +506,12 @@ def scatter(const double complex[::1] coefficients, const int[:, ::1] hkl,
                 for b in range(3):
                     k[b] = (hkl[i, 0] * rotations[op, 0, b] + hkl[i, 1] * rotations[op, 1, b]
                             + hkl[i, 2] * rotations[op, 2, b])
-                ph = -2 * M_PI * (hkl[i, 0] * translations[op, 0]
-                                  + hkl[i, 1] * translations[op, 1]
-                                  + hkl[i, 2] * translations[op, 2])
-                # c = c_h exp(i ph); Y[k] += conj(c) / 2, Y[-k] += c / 2
-                cr = coefficients[i].real
-                ci = coefficients[i].imag
-                tr = 0.5 * (cr * cos(ph) - ci * sin(ph))
-                ti = 0.5 * (cr * sin(ph) + ci * cos(ph))
+                # c = c_h exp(-2 pi i h t); Y[k] += conj(c) / 2, Y[-k] += c / 2
+                c = 0.5 * coefficients[i] * (shift[op, 0, hkl[i, 0] + top]
+                                             * shift[op, 1, hkl[i, 1] + top]
+                                             * shift[op, 2, hkl[i, 2] + top]).conjugate()
+                tr = c.real
+                ti = c.imag
                 if k[2] >= 0:
                     spectrum[_wrap(k[0], n0), _wrap(k[1], n1), k[2]] += tr - 1j * ti
                 if k[2] <= 0:

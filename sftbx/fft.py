@@ -354,7 +354,8 @@ class FFTStructureFactors:
     def _atoms(self, cutoff):
         """Kernel arrays: centres (index units), amplitudes per unit weight
         (n, g), quadratic forms (n, g, 6), cut-off radii squared (n,), the
-        weights (n,) and U*_ag^-1 (n, g, 6)."""
+        weights (n,), U*_ag^-1 (n, g, 6) and the order to visit the atoms
+        in (``visit_order``)."""
         sc = self.scatterers
         check_scatterers(sc)
         if np.any(sc.fdp != 0):

@@ -8,19 +8,21 @@ d = p - c is the offset.  An atom's (blurred) density is a sum of terms
     rho_g(d) = amp_g exp(-1/2 d^T Q_g d),
 
 with Q_g (6 numbers, order 00, 11, 22, 01, 02, 12) and amp_g computed by
-sftbx/fft.py.  Each atom is sampled inside the ellipsoid d^T M d <= r^2
-(M the metric in index units, so that this is a sphere of radius r in
-Angstrom).  Along the fastest axis the exponent is a quadratic in d2, so a
-line of points needs two exp() per term and then only multiplications:
-e(d2 + 1) = e(d2) rho, rho(d2 + 1) = rho(d2) q with q = exp(-Q22).
+sftbx/fft.py.  Each atom is sampled at least inside the ellipsoid
+d^T M d <= r^2 (M the metric in index units, so that this is a sphere of
+radius r in Angstrom), in each plane of constant d0 over the rectangle
+around it.  Along any axis the exponent is a quadratic in the offset, so
+one step needs only multiplications: e(d2 + 1) = e(d2) rho,
+rho(d2 + 1) = rho(d2) q with q = exp(-Q22), and a step along another axis
+changes rho by a constant factor too (exp(-Q12) for d1); an atom needs
+exp() only at one corner of its box (see _atom).
 
 The kernels here assume valid input (shapes and dtypes are checked by the
 def wrappers; values by sftbx/fft.py).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, log, fabs, sqrt, ceil, cos, sin, M_PI
-from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.math cimport exp, log, fabs, sqrt, M_PI
 
 import numpy as np
 
@@ -29,11 +31,13 @@ cdef extern from "_fftline.h" nogil:
     # amplitudes; IT92 has four Gaussians and the constant, the electron
     # table five Gaussians, neutrons the constant alone).
     enum: FFTL_NT
-    void fftl_skip(long n, double *e, double *rk, const double *qk)
-    void fftl_add(long n, long kk, long n2, double *row, const double *amp, double *e,
-                  double *rk, const double *qk)
-    void fftl_moments(long n, long kk, long n2, const float *row, double d2, double *e,
-                      double *rk, const double *qk, double *l0, double *l1, double *l2)
+    void fftl_walk(Py_ssize_t n, double *e, double *r, const double *q,
+                   double *o1, const double *s1, double *o2, const double *s2)
+    void fftl_plane(Py_ssize_t n_lines, Py_ssize_t n_points, Py_ssize_t kk, Py_ssize_t wj,
+                    Py_ssize_t n1, Py_ssize_t n2, double *grid, const float *map,
+                    const double *amp, double d1_first, double d2_first, const double *ej,
+                    const double *rj, const double *rkj, const double *qj, const double *qk,
+                    const double *sk, double *sums)
 
 cdef enum:
     NT = FFTL_NT
@@ -60,45 +64,49 @@ cdef inline Py_ssize_t _wrap(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
 
 
 cdef struct Ellipsoid:
-    # The metric in index units and its 2-D Schur complement, for the bounds.
-    double m00, m11, m22, m01, m02, m12
-    double p00, p11, p01
+    # The metric in index units and its two 2-D Schur complements, for the
+    # extent of a plane of constant d0 along d1 (p, d2 eliminated) and along
+    # d2 (t, d1 eliminated).
+    double m00, m11, m22, m01, m02, m12, inv_m22
+    double p00, p11, p01, inv_p11
+    double t00, t22, t02, inv_t22
     double w0, w1, w2   # sqrt((M^-1)_ii): half-widths along the axes per unit radius
-    double inv_p11, inv_m22
 
 
 cdef Ellipsoid _ellipsoid(const double[::1] metric) noexcept nogil:
     cdef Ellipsoid e
-    e.m00 = metric[0]
-    e.m11 = metric[1]
-    e.m22 = metric[2]
-    e.m01 = metric[3]
-    e.m02 = metric[4]
-    e.m12 = metric[5]
-    e.p00 = e.m00 - e.m02 * e.m02 / e.m22
-    e.p11 = e.m11 - e.m12 * e.m12 / e.m22
-    e.p01 = e.m01 - e.m02 * e.m12 / e.m22
-    cdef double det = (e.m00 * (e.m11 * e.m22 - e.m12 * e.m12)
-                       - e.m01 * (e.m01 * e.m22 - e.m12 * e.m02)
-                       + e.m02 * (e.m01 * e.m12 - e.m11 * e.m02))
-    e.w0 = sqrt((e.m11 * e.m22 - e.m12 * e.m12) / det)
-    e.w1 = sqrt((e.m00 * e.m22 - e.m02 * e.m02) / det)
-    e.w2 = sqrt((e.m00 * e.m11 - e.m01 * e.m01) / det)
+    cdef double m00 = metric[0], m11 = metric[1], m22 = metric[2]
+    cdef double m01 = metric[3], m02 = metric[4], m12 = metric[5]
+    e.m00, e.m11, e.m22, e.m01, e.m02, e.m12 = m00, m11, m22, m01, m02, m12
+    e.inv_m22 = 1.0 / m22
+    e.p00 = m00 - m02 * m02 / m22
+    e.p11 = m11 - m12 * m12 / m22
+    e.p01 = m01 - m02 * m12 / m22
     e.inv_p11 = 1.0 / e.p11
-    e.inv_m22 = 1.0 / e.m22
+    e.t00 = m00 - m01 * m01 / m11
+    e.t22 = m22 - m12 * m12 / m11
+    e.t02 = m02 - m01 * m12 / m11
+    e.inv_t22 = 1.0 / e.t22
+    cdef double det = (m00 * (m11 * m22 - m12 * m12) - m01 * (m01 * m22 - m12 * m02)
+                       + m02 * (m01 * m12 - m11 * m02))
+    e.w0 = sqrt((m11 * m22 - m12 * m12) / det)
+    e.w1 = sqrt((m00 * m22 - m02 * m02) / det)
+    e.w2 = sqrt((m00 * m11 - m01 * m01) / det)
     return e
 
 
-cdef inline Py_ssize_t _lines(const Ellipsoid *el, double r_sq) noexcept nogil:
-    """An upper bound on the lines of a plane of an atom of radius^2 r_sq."""
-    return 2 * <Py_ssize_t>ceil(sqrt(r_sq) * el.w1) + 3
-
-
-def _line_buffers(Ellipsoid el, const double[::1] radius_sq, int n_threads):
-    cdef Py_ssize_t top = 1, i
-    for i in range(radius_sq.shape[0]):
-        top = max(top, _lines(&el, radius_sq[i]))
-    return np.empty((n_threads, 2 * top), dtype=np.intp), 2 * top
+cdef inline bint _extent(double a, double b, double c, double d0, double r_sq, double centre,
+                         double inv_b, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    """The integers x with a d0^2 + 2 c d0 y + b y^2 <= r^2, y = x - centre
+    (one axis of a plane's section of the ellipsoid, the other eliminated);
+    False if there are none."""
+    cdef double disc = c * c * d0 * d0 - b * (a * d0 * d0 - r_sq), sq
+    if disc < 0:
+        return False
+    sq = sqrt(disc)
+    lo[0] = _ceil(centre + (-c * d0 - sq) * inv_b)
+    hi[0] = _floor(centre + (-c * d0 + sq) * inv_b)
+    return hi[0] >= lo[0]
 
 
 cdef inline double _exponent(const double *qg, double d0, double d1, double d2) noexcept nogil:
@@ -109,148 +117,159 @@ cdef inline double _exponent(const double *qg, double d0, double d1, double d2) 
 cdef void _atom(const Ellipsoid *el, double c0, double c1, double c2, double r_sq,
                 int n_terms, const double *amp, const double *quad,
                 Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t n2,
-                double *grid, const float *mapv, double *moments,
-                Py_ssize_t *klo) noexcept nogil:
-    """Visit the points of one atom (``klo``: room for 2 * _lines(...) indices).  With ``grid`` non-NULL add the density
+                double *grid, const float *mapv, double *moments) noexcept nogil:
+    """Visit the points of one atom.  With ``grid`` non-NULL add the density
     there; otherwise accumulate, per term, the moments of mapv * e_g(d):
     moments[10 g + (0; 1..3; 4..9)] = sum m e, sum m e d, sum m e d d^T
     (00, 11, 22, 01, 02, 12), with e_g the term's exponential (amp excluded).
 
-    In a plane of constant d0 the exponentials at (d1, K0), K0 the lowest d2
-    of the plane, follow one recurrence along d1 and each line another along
-    d2, so a plane costs three exp() per term.  When an exponent in the
-    atom's box could leave the range of a double the recurrences could
-    underflow, and each point is evaluated directly instead."""
+    The points of a plane of constant d0 are the rectangle (in d1 and d2)
+    around the plane's section of the ellipsoid d^T M d <= r^2: lines of one
+    length, whose loops the processor predicts (lines as long as the
+    section, about 8 points at 2 A, cost more in mispredicted loop ends than
+    the quarter more points of the rectangle).
+
+    The exponentials follow recurrences, a step along an axis being two
+    multiplications (the value by its ratio to the next point, the ratio by
+    the constant ratio of ratios), so that an atom costs ten exp() per term:
+    the value and the three ratios at the corner (I0, J0, K0) of the atom's
+    box and the six constants.  The corner moves from plane to plane along
+    d0; from it each plane walks along d1 and d2 to its rectangle's corner,
+    and fftl_plane (_fftline.h) runs over the rectangle's lines.  When an
+    exponent in the atom's box could leave the range of a double the
+    recurrences could underflow, and each point is evaluated directly
+    instead."""
     cdef double r = sqrt(r_sq)
-    cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, k0, kk, row, n_j, jl
-    cdef double d0, d1, d2, disc, b, cc, sq, val, mv, v, box_sq, lam
-    cdef double e[MAX_TERMS]
-    cdef double rk[MAX_TERMS]
+    cdef Py_ssize_t i, j, k, i_lo, i_hi, j_lo, j_hi, k_lo, k_hi, kk, row
+    cdef Py_ssize_t j_box, k_box, plane
+    cdef double d0, d1, d2, val, mv, v, box_sq, lam
     cdef double ej[MAX_TERMS]
     cdef double rj[MAX_TERMS]
     cdef double rkj[MAX_TERMS]
+    cdef double ec[MAX_TERMS]    # at the corner of the plane's box: value,
+    cdef double ric[MAX_TERMS]   # ratio along d0,
+    cdef double rjc[MAX_TERMS]   # along d1,
+    cdef double rkc[MAX_TERMS]   # along d2
+    cdef double qi[MAX_TERMS]    # ratios of ratios: exp(-Q00), exp(-Q11), exp(-Q22),
     cdef double qj[MAX_TERMS]
     cdef double qk[MAX_TERMS]
+    cdef double sij[MAX_TERMS]   # exp(-Q01), exp(-Q02), exp(-Q12)
+    cdef double sik[MAX_TERMS]
     cdef double sk[MAX_TERMS]
     cdef double l0[MAX_TERMS]
     cdef double l1[MAX_TERMS]
     cdef double l2[MAX_TERMS]
-    cdef Py_ssize_t *khi
+    cdef double sums[6 * MAX_TERMS]
     cdef int g
     cdef bint direct = False
     cdef const double *qg
-    cdef double *mo
-    box_sq = r_sq * (el.w0 * el.w0 + el.w1 * el.w1 + el.w2 * el.w2)
-    for g in range(n_terms):
-        qg = quad + 6 * g
-        qj[g] = exp(-qg[1])
-        qk[g] = exp(-qg[2])
-        sk[g] = exp(-qg[5])
-        lam = qg[0] + qg[1] + qg[2]
-        if 0.5 * lam * box_sq + lam * sqrt(box_sq) > 300:
-            direct = True
-    n_j = _lines(el, r_sq)
-    khi = klo + n_j
     i_lo = _ceil(c0 - r * el.w0)
     i_hi = _floor(c0 + r * el.w0)
+    j_box = _floor(c1 - r * el.w1)
+    k_box = _floor(c2 - r * el.w2)
+    box_sq = ((r * el.w0 + 1) * (r * el.w0 + 1) + (r * el.w1 + 1) * (r * el.w1 + 1)
+              + (r * el.w2 + 1) * (r * el.w2 + 1))
+    for g in range(n_terms):
+        # |exponent| <= lam |d|^2 / 2 and |log ratio| <= lam (|d| + 1/2) in
+        # the box, lam >= the largest eigenvalue of Q (Gershgorin's bound);
+        # exp(-600) is still far from the smallest double
+        qg = quad + 6 * g
+        lam = max(qg[0] + fabs(qg[3]) + fabs(qg[4]),
+                  max(qg[1] + fabs(qg[3]) + fabs(qg[5]), qg[2] + fabs(qg[4]) + fabs(qg[5])))
+        if 0.5 * lam * box_sq + lam * (sqrt(box_sq) + 0.5) > 600:
+            direct = True
+    if not direct:
+        d0 = i_lo - c0
+        d1 = j_box - c1
+        d2 = k_box - c2
+        for g in range(NT):
+            qg = quad + 6 * g
+            qi[g] = exp(-qg[0])
+            qj[g] = exp(-qg[1])
+            qk[g] = exp(-qg[2])
+            sij[g] = exp(-qg[3])
+            sik[g] = exp(-qg[4])
+            sk[g] = exp(-qg[5])
+            ec[g] = exp(_exponent(qg, d0, d1, d2))
+            ric[g] = exp(-0.5 * qg[0] * (2 * d0 + 1) - qg[3] * d1 - qg[4] * d2)
+            rjc[g] = exp(-0.5 * qg[1] * (2 * d1 + 1) - qg[3] * d0 - qg[5] * d2)
+            rkc[g] = exp(-0.5 * qg[2] * (2 * d2 + 1) - qg[4] * d0 - qg[5] * d1)
     for i in range(i_lo, i_hi + 1):
+        if i > i_lo and not direct:
+            fftl_walk(1, ec, ric, qi, rjc, sij, rkc, sik)
         d0 = i - c0
-        disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
-        if disc < 0:
+        if not (_extent(el.p00, el.p11, el.p01, d0, r_sq, c1, el.inv_p11, &j_lo, &j_hi)
+                and _extent(el.t00, el.t22, el.t02, d0, r_sq, c2, el.inv_t22, &k_lo, &k_hi)):
             continue
-        sq = sqrt(disc)
-        j_lo = _ceil(c1 + (-el.p01 * d0 - sq) * el.inv_p11)
-        j_hi = _floor(c1 + (-el.p01 * d0 + sq) * el.inv_p11)
-        if j_hi < j_lo:
-            continue
-        # the d2 range of each line, and the plane's lowest k
-        k0 = PY_SSIZE_T_MAX
-        for j in range(j_lo, j_hi + 1):
-            jl = j - j_lo
-            d1 = j - c1
-            b = el.m02 * d0 + el.m12 * d1
-            cc = el.m00 * d0 * d0 + 2 * el.m01 * d0 * d1 + el.m11 * d1 * d1 - r_sq
-            disc = b * b - el.m22 * cc
-            if disc < 0:
-                klo[jl] = 1
-                khi[jl] = 0
-                continue
-            sq = sqrt(disc)
-            klo[jl] = _ceil(c2 + (-b - sq) * el.inv_m22)
-            khi[jl] = _floor(c2 + (-b + sq) * el.inv_m22)
-            if khi[jl] >= klo[jl] and klo[jl] < k0:
-                k0 = klo[jl]
-        if k0 == PY_SSIZE_T_MAX:
-            continue
+        plane = _wrap(i, n0) * n1 * n2
         if not direct:
-            d1 = j_lo - c1
-            d2 = k0 - c2
+            # from the plane's corner (j_box, k_box) to (j_lo, k_lo), then the lines
             for g in range(NT):
-                qg = quad + 6 * g
-                ej[g] = exp(_exponent(qg, d0, d1, d2))
-                rj[g] = exp(-0.5 * qg[1] * (2 * d1 + 1) - qg[3] * d0 - qg[5] * d2)
-                rkj[g] = exp(-0.5 * qg[2] * (2 * d2 + 1) - qg[4] * d0 - qg[5] * d1)
-        for j in range(j_lo, j_hi + 1):
-            jl = j - j_lo
-            k_lo = klo[jl]
-            k_hi = khi[jl]
-            d1 = j - c1
-            if not direct:
-                for g in range(NT):
-                    e[g] = ej[g]
-                    rk[g] = rkj[g]
-                    ej[g] = ej[g] * rj[g]
-                    rj[g] = rj[g] * qj[g]
-                    rkj[g] = rkj[g] * sk[g]
-                fftl_skip(k_lo - k0, e, rk, qk)
-            if k_hi < k_lo:
+                ej[g] = ec[g]
+                rj[g] = rjc[g]
+                rkj[g] = rkc[g]
+            fftl_walk(j_lo - j_box, ej, rj, qj, rkj, sk, NULL, NULL)
+            fftl_walk(k_lo - k_box, ej, rkj, qk, rj, sk, NULL, NULL)
+            if grid != NULL:
+                fftl_plane(j_hi - j_lo + 1, k_hi - k_lo + 1, _wrap(k_lo, n2), _wrap(j_lo, n1),
+                           n1, n2, grid + plane, NULL, amp, 0, 0, ej, rj, rkj, qj, qk, sk, NULL)
                 continue
-            row = (_wrap(i, n0) * n1 + _wrap(j, n1)) * n2
+            for g in range(6 * NT):
+                sums[g] = 0
+            fftl_plane(j_hi - j_lo + 1, k_hi - k_lo + 1, _wrap(k_lo, n2), _wrap(j_lo, n1),
+                       n1, n2, NULL, mapv + plane, amp, j_lo - c1, k_lo - c2, ej, rj, rkj,
+                       qj, qk, sk, sums)
+            for g in range(NT):
+                _add_moments(moments + 10 * g, d0, sums[g], sums[NT + g], sums[2 * NT + g],
+                             sums[3 * NT + g], sums[4 * NT + g], sums[5 * NT + g])
+            continue
+        # direct evaluation at each point
+        for j in range(j_lo, j_hi + 1):
+            d1 = j - c1
+            row = plane + _wrap(j, n1) * n2
             kk = _wrap(k_lo, n2)
             d2 = k_lo - c2
-            if grid != NULL and direct:
-                for k in range(k_lo, k_hi + 1):
+            for g in range(NT):
+                l0[g] = 0
+                l1[g] = 0
+                l2[g] = 0
+            for k in range(k_lo, k_hi + 1):
+                if grid != NULL:
                     val = 0
                     for g in range(NT):
                         val = val + amp[g] * exp(_exponent(quad + 6 * g, d0, d1, d2))
-                    d2 = d2 + 1
                     grid[row + kk] += val
-                    kk = kk + 1
-                    if kk == n2:
-                        kk = 0
-            elif grid != NULL:
-                fftl_add(k_hi - k_lo + 1, kk, n2, grid + row, amp, e, rk, qk)
-            else:
-                for g in range(NT):
-                    l0[g] = 0
-                    l1[g] = 0
-                    l2[g] = 0
-                if not direct:
-                    fftl_moments(k_hi - k_lo + 1, kk, n2, mapv + row, d2, e, rk, qk, l0, l1, l2)
                 else:
-                    for k in range(k_lo, k_hi + 1):
-                        mv = mapv[row + kk]
-                        for g in range(NT):
-                            v = mv * exp(_exponent(quad + 6 * g, d0, d1, d2))
-                            l0[g] += v
-                            l1[g] += v * d2
-                            l2[g] += v * d2 * d2
-                        d2 = d2 + 1
-                        kk = kk + 1
-                        if kk == n2:
-                            kk = 0
+                    mv = mapv[row + kk]
+                    for g in range(NT):
+                        v = mv * exp(_exponent(quad + 6 * g, d0, d1, d2))
+                        l0[g] += v
+                        l1[g] += v * d2
+                        l2[g] += v * d2 * d2
+                d2 = d2 + 1
+                kk = kk + 1
+                if kk == n2:
+                    kk = 0
+            if grid == NULL:
                 for g in range(NT):
-                    mo = moments + 10 * g
-                    mo[0] += l0[g]
-                    mo[1] += d0 * l0[g]
-                    mo[2] += d1 * l0[g]
-                    mo[3] += l1[g]
-                    mo[4] += d0 * d0 * l0[g]
-                    mo[5] += d1 * d1 * l0[g]
-                    mo[6] += l2[g]
-                    mo[7] += d0 * d1 * l0[g]
-                    mo[8] += d0 * l1[g]
-                    mo[9] += d1 * l1[g]
+                    _add_moments(moments + 10 * g, d0, l0[g], d1 * l0[g], d1 * d1 * l0[g],
+                                 l1[g], d1 * l1[g], l2[g])
+
+
+cdef inline void _add_moments(double *mo, double d0, double s, double s1, double s11,
+                              double s2, double s12, double s22) noexcept nogil:
+    """Add a plane's sums (of m e, d1 m e, d1^2 m e, d2 m e, d1 d2 m e,
+    d2^2 m e) to one term's moments (order as in _atom)."""
+    mo[0] += s
+    mo[1] += d0 * s
+    mo[2] += s1
+    mo[3] += s2
+    mo[4] += d0 * d0 * s
+    mo[5] += s11
+    mo[6] += s22
+    mo[7] += d0 * s1
+    mo[8] += d0 * s2
+    mo[9] += s12
 
 
 def _check_atoms(centres, amp, quad, radius_sq, metric):
@@ -263,12 +282,24 @@ def _check_atoms(centres, amp, quad, radius_sq, metric):
         raise ValueError(f"exactly {NT} Gaussian terms per atom (pad with zero amplitudes)")
 
 
+def _check_order(const Py_ssize_t[::1] order, Py_ssize_t n):
+    if order.shape[0] != n:
+        raise ValueError("order: expected one index per atom")
+    cdef unsigned char[::1] seen = np.zeros(n, dtype=np.uint8)
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not 0 <= order[i] < n or seen[order[i]]:
+            raise ValueError("order: expected a permutation of the atoms")
+        seen[order[i]] = 1
+
+
 N_TERMS = NT
 
 
 def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
                    const double[:, :, ::1] quad, const double[::1] radius_sq,
-                   const double[::1] metric, double[:, :, :, ::1] grids, int n_threads=1):
+                   const double[::1] metric, const Py_ssize_t[::1] order,
+                   double[:, :, :, ::1] grids, int n_threads=1):
     """Add the atoms' densities to the grids.
 
     Parameters
@@ -278,39 +309,40 @@ def sample_density(const double[:, ::1] centres, const double[:, ::1] amp,
     quad : float64 (n, g, 6)       IN  quadratic form of each term (index units)
     radius_sq : float64 (n,)       IN  cut-off radius squared (Angstrom^2)
     metric : float64 (6,)          IN  metric in index units (00, 11, 22, 01, 02, 12)
+    order : intp (n,)              IN  the atoms in the order to visit them (see
+                                     ``visit_order``)
     grids : float64 (t, N0, N1, N2)  IN/OUT  one grid per thread (t >= n_threads);
                                      the caller sums them
     """
     _check_atoms(centres, amp, quad, radius_sq, metric)
     if grids.shape[0] < n_threads or n_threads < 1:
         raise ValueError("need one grid per thread")
+    _check_order(order, centres.shape[0])
     cdef Ellipsoid el = _ellipsoid(metric)
-    cdef Py_ssize_t n = centres.shape[0], a
+    cdef Py_ssize_t n = centres.shape[0], a, o
     cdef int n_terms = amp.shape[1], tid
     cdef Py_ssize_t n0 = grids.shape[1], n1 = grids.shape[2], n2 = grids.shape[3]
     cdef double *base = &grids[0, 0, 0, 0]
-    cdef Py_ssize_t stride = n0 * n1 * n2, width
+    cdef Py_ssize_t stride = n0 * n1 * n2
     if n == 0:
         return
-    buffers, width = _line_buffers(el, radius_sq, n_threads)
-    cdef Py_ssize_t[:, ::1] buf = buffers
-    for a in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
+    for o in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
         tid = threadid()
+        a = order[o]
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
-              &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, base + tid * stride, NULL, NULL,
-              &buf[tid, 0])
+              &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, base + tid * stride, NULL, NULL)
 
 
 def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
                 const double[:, :, ::1] quad, const double[::1] radius_sq,
-                const double[::1] metric, const float[:, :, ::1] mapv,
-                double[:, :, ::1] moments, int n_threads=1):
+                const double[::1] metric, const Py_ssize_t[::1] order,
+                const float[:, :, ::1] mapv, double[:, :, ::1] moments, int n_threads=1):
     """Moments of a map times each term's exponential over each atom's points.
 
     Parameters
     ----------
-    centres, quad, radius_sq, metric : as for ``sample_density`` (``amp``
-        only fixes the number of terms)
+    centres, quad, radius_sq, metric, order : as for ``sample_density``
+        (``amp`` only fixes the number of terms)
     mapv : float32 (N0, N1, N2)      IN
     moments : float64 (n, g, 10)     OUT  sum m e, sum m e d (3), sum m e d d^T
                                      (00, 11, 22, 01, 02, 12), d in index units
@@ -319,20 +351,29 @@ def map_moments(const double[:, ::1] centres, const double[:, ::1] amp,
     if moments.shape[0] != centres.shape[0] or moments.shape[1] != amp.shape[1] \
             or moments.shape[2] != 10:
         raise ValueError("moments: expected shape (n, g, 10)")
+    _check_order(order, centres.shape[0])
     cdef Ellipsoid el = _ellipsoid(metric)
-    cdef Py_ssize_t n = centres.shape[0], a
-    cdef int n_terms = amp.shape[1], tid
-    cdef Py_ssize_t n0 = mapv.shape[0], n1 = mapv.shape[1], n2 = mapv.shape[2], width
+    cdef Py_ssize_t n = centres.shape[0], a, o
+    cdef int n_terms = amp.shape[1]
+    cdef Py_ssize_t n0 = mapv.shape[0], n1 = mapv.shape[1], n2 = mapv.shape[2]
     if n == 0:
         return
     moments[:, :, :] = 0
-    buffers, width = _line_buffers(el, radius_sq, n_threads)
-    cdef Py_ssize_t[:, ::1] buf = buffers
-    for a in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
-        tid = threadid()
+    for o in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=64):
+        a = order[o]
         _atom(&el, centres[a, 0], centres[a, 1], centres[a, 2], radius_sq[a], n_terms,
               &amp[a, 0], &quad[a, 0, 0], n0, n1, n2, NULL, &mapv[0, 0, 0],
-              &moments[a, 0, 0], &buf[tid, 0])
+              &moments[a, 0, 0])
+
+
+def _shifts(const int[:, ::1] hkl, const double[:, ::1] translations):
+    """exp(2 pi i h_a t_a) of each operation's translation t, for each axis a
+    and each index h_a in -top..top: complex128 (k, 3, 2 top + 1), and top.
+    A reflection's phase shift exp(2 pi i h.t) is the product of three
+    entries: no cos or sin per reflection and operation."""
+    top = int(np.abs(np.asarray(hkl)).max(initial=0))
+    h = np.arange(-top, top + 1)
+    return np.exp(2j * np.pi * np.asarray(translations)[:, :, None] * h), top
 
 
 ctypedef fused complex_t:
@@ -365,12 +406,16 @@ def pick(const complex_t[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, ::1] h
     cdef Py_ssize_t n0 = spectrum.shape[0], n1 = spectrum.shape[1]
     cdef Py_ssize_t k0, k1, k2
     cdef Py_ssize_t bad = 0
-    cdef double ph, re, im, xr, xi
-    cdef int ok
+    cdef double re, im, xr, xi
+    cdef double complex t
+    cdef int ok, sign
     if hkl.shape[1] != 3 or rotations.shape[1] != 3 or rotations.shape[2] != 3 \
             or translations.shape[0] != n_ops or scale.shape[0] != m or out.shape[0] != m \
             or spectrum.shape[2] != n2 // 2 + 1:
         raise ValueError("pick: arrays of inconsistent shapes")
+    shifts, top_ = _shifts(hkl, translations)
+    cdef const double complex[:, :, ::1] shift = shifts
+    cdef Py_ssize_t top = top_
     for i in prange(m, nogil=True, num_threads=n_threads, schedule="static"):
         re = 0
         im = 0
@@ -386,16 +431,21 @@ def pick(const complex_t[:, :, ::1] spectrum, Py_ssize_t n2, const int[:, ::1] h
                     or 2 * k2 >= n2 or -2 * k2 >= n2:
                 ok = 0
                 break
-            if k2 >= 0:
-                xr = spectrum[_wrap(k0, n0), _wrap(k1, n1), k2].real
-                xi = -spectrum[_wrap(k0, n0), _wrap(k1, n1), k2].imag
-            else:
-                xr = spectrum[_wrap(-k0, n0), _wrap(-k1, n1), -k2].real
-                xi = spectrum[_wrap(-k0, n0), _wrap(-k1, n1), -k2].imag
-            ph = 2 * M_PI * (hkl[i, 0] * translations[op, 0] + hkl[i, 1] * translations[op, 1]
-                             + hkl[i, 2] * translations[op, 2])
-            re = re + cos(ph) * xr - sin(ph) * xi
-            im = im + cos(ph) * xi + sin(ph) * xr
+            # X(-k) = conj(X(k)) for the half of k the half spectrum lacks;
+            # |k_i| < N_i / 2 here, so a negative index wraps by one addition
+            sign = 1
+            if k2 < 0:
+                k0, k1, k2, sign = -k0, -k1, -k2, -1
+            if k0 < 0:
+                k0 = k0 + n0
+            if k1 < 0:
+                k1 = k1 + n1
+            xr = spectrum[k0, k1, k2].real
+            xi = -sign * spectrum[k0, k1, k2].imag
+            t = (shift[op, 0, hkl[i, 0] + top] * shift[op, 1, hkl[i, 1] + top]
+                 * shift[op, 2, hkl[i, 2] + top])
+            re = re + t.real * xr - t.imag * xi
+            im = im + t.real * xi + t.imag * xr
         if ok:
             out[i] = scale[i] * (re + 1j * im)
         else:
@@ -427,12 +477,16 @@ def scatter(const double complex[::1] coefficients, const int[:, ::1] hkl,
     cdef Py_ssize_t k[3]
     cdef Py_ssize_t nn[3]
     cdef Py_ssize_t bad = 0
-    cdef double ph, cr, ci, tr, ti
+    cdef double tr, ti
+    cdef double complex c
     cdef bint ok
     if hkl.shape[1] != 3 or rotations.shape[1] != 3 or rotations.shape[2] != 3 \
             or translations.shape[0] != n_ops or coefficients.shape[0] != m \
             or spectrum.shape[2] != n2 // 2 + 1:
         raise ValueError("scatter: arrays of inconsistent shapes")
+    shifts, top_ = _shifts(hkl, translations)
+    cdef const double complex[:, :, ::1] shift = shifts
+    cdef Py_ssize_t top = top_
     nn[0] = n0
     nn[1] = n1
     nn[2] = n2
@@ -452,14 +506,12 @@ def scatter(const double complex[::1] coefficients, const int[:, ::1] hkl,
                 for b in range(3):
                     k[b] = (hkl[i, 0] * rotations[op, 0, b] + hkl[i, 1] * rotations[op, 1, b]
                             + hkl[i, 2] * rotations[op, 2, b])
-                ph = -2 * M_PI * (hkl[i, 0] * translations[op, 0]
-                                  + hkl[i, 1] * translations[op, 1]
-                                  + hkl[i, 2] * translations[op, 2])
-                # c = c_h exp(i ph); Y[k] += conj(c) / 2, Y[-k] += c / 2
-                cr = coefficients[i].real
-                ci = coefficients[i].imag
-                tr = 0.5 * (cr * cos(ph) - ci * sin(ph))
-                ti = 0.5 * (cr * sin(ph) + ci * cos(ph))
+                # c = c_h exp(-2 pi i h t); Y[k] += conj(c) / 2, Y[-k] += c / 2
+                c = 0.5 * coefficients[i] * (shift[op, 0, hkl[i, 0] + top]
+                                             * shift[op, 1, hkl[i, 1] + top]
+                                             * shift[op, 2, hkl[i, 2] + top]).conjugate()
+                tr = c.real
+                ti = c.imag
                 if k[2] >= 0:
                     spectrum[_wrap(k[0], n0), _wrap(k[1], n1), k[2]] += tr - 1j * ti
                 if k[2] <= 0:
@@ -503,12 +555,8 @@ def mark_spheres(const double[:, ::1] centres, const double[::1] radius_sq,
             i_hi = _floor(c0 + half0)
             for i in range(i_lo, i_hi + 1):
                 d0 = i - c0
-                disc = el.p01 * el.p01 * d0 * d0 - el.p11 * (el.p00 * d0 * d0 - r_sq)
-                if disc < 0:
+                if not _extent(el.p00, el.p11, el.p01, d0, r_sq, c1, el.inv_p11, &j_lo, &j_hi):
                     continue
-                sq = sqrt(disc)
-                j_lo = _ceil(c1 + (-el.p01 * d0 - sq) * el.inv_p11)
-                j_hi = _floor(c1 + (-el.p01 * d0 + sq) * el.inv_p11)
                 ii = _wrap(i, n0)
                 for j in range(j_lo, j_hi + 1):
                     d1 = j - c1

@@ -54,10 +54,18 @@ EIGHT_PI_SQ = 8.0 * np.pi**2
 
 # rate: grid spacing <= d_min / (2 rate); alias: target aliasing level that
 # fixes B_add; cutoff: fraction of an atom's scattering power left outside its
-# sampling sphere; single: the forward FFT in single precision.  Measured on the seven shared models (600 reflections
-# each): default R 2.1e-4..5.0e-4, fine R 1.9e-6..4.3e-6.
+# sampling sphere; single: the forward FFT in single precision.  Measured on
+# the seven shared models (600 reflections each): default R 1.4e-4..3.0e-4,
+# fine R 1.3e-6..2.4e-6.  The default came from a scan over rate 1.2-1.5,
+# alias 0.03-0.1 and cutoff 3e-4-1e-3 (benchmarks/fft.py's four cases): a
+# coarser grid with a larger blur B_add, and a smaller cut-off, since the
+# error in F that remains is mostly the truncation, which the unblurring
+# exp(B_add s^2/4) amplifies at high resolution.  alias 0.06 was a few per
+# cent faster at the same R, but the gradients' error (aliasing of the
+# density's derivatives) rose to 1-2% of the largest (tests/sftbx/test_fft.py);
+# at 0.03 it is <= 0.34%.
 ACCURACY = {
-    "default": dict(rate=1.5, alias=0.03, cutoff=7e-4, single=True),
+    "default": dict(rate=1.25, alias=0.03, cutoff=3e-4, single=True),
     "fine": dict(rate=1.5, alias=1e-4, cutoff=3e-6, single=False),
 }
 
@@ -141,6 +149,28 @@ def grid_shape(unit_cell, space_group, d_min, rate=1.5, symmetry=True):
                 if linked[i, j]:
                     shape[i] = shape[j] = max(shape[i], shape[j])
     return tuple(shape)
+
+
+def visit_order(centres, block=8):
+    """The atoms sorted by the block of ``block``^3 grid points their centre
+    lies in (blocks in memory order): neighbours in space are sampled one
+    after another, so that the grid lines they share are still in the cache.
+    Models in file order are already roughly so; atoms in random order were
+    sampled twice as slowly without it.
+
+    Parameters
+    ----------
+    centres : float64 (n, 3)
+        Atom centres in grid-index units, in [0, N).
+
+    Returns
+    -------
+    intp (n,)
+    """
+    cell = np.floor(centres / block).astype(np.intp)
+    top = cell.max(axis=0, initial=0) + 1
+    key = (cell[:, 0] * top[1] + cell[:, 1]) * top[2] + cell[:, 2]
+    return np.ascontiguousarray(np.argsort(key, kind="stable"), dtype=np.intp)
 
 
 def _index_metric(unit_cell, shape):
@@ -324,7 +354,8 @@ class FFTStructureFactors:
     def _atoms(self, cutoff):
         """Kernel arrays: centres (index units), amplitudes per unit weight
         (n, g), quadratic forms (n, g, 6), cut-off radii squared (n,), the
-        weights (n,) and U*_ag^-1 (n, g, 6)."""
+        weights (n,), U*_ag^-1 (n, g, 6) and the order to visit the atoms
+        in (``visit_order``)."""
         sc = self.scatterers
         check_scatterers(sc)
         if np.any(sc.fdp != 0):
@@ -365,19 +396,19 @@ class FFTStructureFactors:
         if bad >= 0:
             raise FFTError(f"atom {sc.labels[bad]!r} ({sc.elements[bad]}) has a zero ADP: give "
                            f"b_add > 0")
-        centres = np.mod(sc.sites_frac, 1.0) * np.asarray(self.shape)
-        return np.ascontiguousarray(centres), amp, quad, r_sq, weights, inv
+        centres = np.ascontiguousarray(np.mod(sc.sites_frac, 1.0) * np.asarray(self.shape))
+        return centres, amp, quad, r_sq, weights, inv, visit_order(centres)
 
     def density(self):
         """The blurred density of the asymmetric unit's atoms on the grid
         (e/A^3), float64 ``shape``."""
-        centres, amp, quad, r_sq, weights, _ = self._atoms(self.settings["cutoff"])
-        return self._density(centres, amp * weights[:, None], quad, r_sq)
+        centres, amp, quad, r_sq, weights, _, order = self._atoms(self.settings["cutoff"])
+        return self._density(centres, amp * weights[:, None], quad, r_sq, order)
 
-    def _density(self, centres, amp, quad, r_sq):
+    def _density(self, centres, amp, quad, r_sq, order):
         t = self.n_threads
         grids = np.zeros((t,) + self.shape)
-        _fft.sample_density(centres, np.ascontiguousarray(amp), quad, r_sq, self.metric,
+        _fft.sample_density(centres, np.ascontiguousarray(amp), quad, r_sq, self.metric, order,
                             grids, n_threads=t)
         return grids[0] if t == 1 else grids.sum(axis=0)
 
@@ -436,7 +467,7 @@ class FFTStructureFactors:
             raise FFTError(f"dT_dA, dT_dB: expected shape ({m},), got {da.shape} and {db.shape}")
         if not (np.isfinite(da).all() and np.isfinite(db).all()):
             raise FFTError("dT_dA, dT_dB: values must be finite")
-        centres, amp, quad, r_sq, weights, inv = self._atoms(self.settings["cutoff"])
+        centres, amp, quad, r_sq, weights, inv, order = self._atoms(self.settings["cutoff"])
         coef = (da + 1j * db) * self._scale()
         n0, n1, n2 = self.shape
         spectrum = np.zeros((n0, n1, n2 // 2 + 1), dtype=np.complex128)
@@ -450,7 +481,7 @@ class FFTStructureFactors:
         mapv = np.ascontiguousarray(mapv, dtype=np.float32)
         n, n_g = amp.shape
         mom = np.empty((n, n_g, 10))
-        _fft.map_moments(centres, amp, quad, r_sq, self.metric, mapv, mom,
+        _fft.map_moments(centres, amp, quad, r_sq, self.metric, order, mapv, mom,
                          n_threads=self.n_threads)
         nn = np.asarray(self.shape, dtype=np.float64)
         s0 = mom[..., 0]

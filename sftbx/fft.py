@@ -55,17 +55,18 @@ EIGHT_PI_SQ = 8.0 * np.pi**2
 # rate: grid spacing <= d_min / (2 rate); alias: target aliasing level that
 # fixes B_add; cutoff: fraction of an atom's scattering power left outside its
 # sampling sphere; single: the forward FFT in single precision.  Measured on
-# the seven shared models (600 reflections each): default R 1.4e-4..3.0e-4,
-# fine R 1.3e-6..2.4e-6.  The default came from a scan over rate 1.2-1.5,
-# alias 0.03-0.1 and cutoff 3e-4-1e-3 (benchmarks/fft.py's four cases): a
-# coarser grid with a larger blur B_add, and a smaller cut-off, since the
-# error in F that remains is mostly the truncation, which the unblurring
-# exp(B_add s^2/4) amplifies at high resolution.  alias 0.06 was a few per
-# cent faster at the same R, but the gradients' error (aliasing of the
-# density's derivatives) rose to 1-2% of the largest (tests/sftbx/test_fft.py);
-# at 0.03 it is <= 0.34%.
+# the seven shared models (600 reflections each): default R 0.5e-4..2.2e-4,
+# fine R 1.3e-6..2.4e-6.  The default keeps DESIGN.md's grid of d_min/3
+# (rate 1.5) and takes from a scan over alias 0.03-0.1 and cutoff
+# 3e-4-1e-3 (benchmarks/fft.py's four cases) the smaller cut-off: the error
+# in F that remains is mostly the truncation, which the unblurring
+# exp(B_add s^2/4) amplifies at high resolution.  A coarser grid (rate 1.25,
+# d_min/2.5) with the larger blur it needs was a fifth faster at the same R;
+# alias 0.06 a few per cent faster, but the gradients' error (aliasing of
+# the density's derivatives) rose to 1-2% of the largest
+# (tests/sftbx/test_fft.py); at 0.03 it is <= 0.34%.
 ACCURACY = {
-    "default": dict(rate=1.25, alias=0.03, cutoff=3e-4, single=True),
+    "default": dict(rate=1.5, alias=0.03, cutoff=3e-4, single=True),
     "fine": dict(rate=1.5, alias=1e-4, cutoff=3e-6, single=False),
 }
 

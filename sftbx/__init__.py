@@ -3,15 +3,17 @@
 Public names::
 
     Scatterers, ParameterMap, SLOTS        the model as arrays; design-row columns
+    not_positive_definite                  which ADPs are NPD (Scatterers warns of them)
     StructureFactors, structure_factors    F(h), design rows, target gradients
     ShelxExtinction, extinction_correction SHELXL's EXTI (also for twin sums of Fc^2)
     y_calc                                 Y = |F|^2 or |F| and its partials
     form_factor_table, cromer_liberman     scattering tables (from gemmi)
     ScatteringError                        bad input
+    NonPositiveDefiniteWarning             an atom whose ADP is not positive definite
 """
 
-from .errors import ScatteringError
-from .scatterers import SLOTS, ParameterMap, Scatterers
+from .errors import NonPositiveDefiniteWarning, ScatteringError
+from .scatterers import SLOTS, ParameterMap, Scatterers, not_positive_definite
 from .scattering import TABLES, cromer_liberman, form_factor_table, parse_scattering_type
 from .direct import (ShelxExtinction, StructureFactors, extinction_correction,
                      structure_factors, y_calc)
@@ -21,7 +23,8 @@ from .maps import (FourierMap, Peak, difference_map, fourier_synthesis, grid_siz
                    peak_search, q_peak_lines)
 
 __all__ = [
-    "ScatteringError", "SLOTS", "ParameterMap", "Scatterers", "TABLES", "cromer_liberman",
+    "ScatteringError", "NonPositiveDefiniteWarning", "SLOTS", "ParameterMap", "Scatterers",
+    "not_positive_definite", "TABLES", "cromer_liberman",
     "form_factor_table", "parse_scattering_type", "ShelxExtinction", "StructureFactors", "extinction_correction",
     "structure_factors", "y_calc",
     "ACCURACY", "FFTError", "FFTStructureFactors", "grid_shape", "structure_factor_calculator",

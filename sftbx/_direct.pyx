@@ -355,15 +355,15 @@ cdef object _problem_arrays(Problem *p, hkl, rotations, translations, centring, 
 
 
 class BadAtom(ValueError):
-    """An atom with a non-finite value, a negative u_iso or a U* that is not
-    positive definite; args[0] is its index."""
+    """An atom with a value that is not finite; args[0] is its index."""
 
 
 cdef int _first_bad_atom(const Problem *p) noexcept nogil:
-    """Index of the first atom whose values the kernels cannot use, or -1."""
+    """Index of the first atom with a value that is not finite, or -1.  An
+    ADP that is not positive definite is used as it is (its Debye-Waller
+    factor exceeds 1 for some h; Scatterers.validate warns about it)."""
     cdef int a, k
     cdef const double *u
-    cdef double m2, m3
     for a in range(p.n_atoms):
         for k in range(3):
             if not isfinite(p.sites[3 * a + k]):
@@ -376,13 +376,7 @@ cdef int _first_bad_atom(const Problem *p) noexcept nogil:
             for k in range(6):
                 if not isfinite(u[k]):
                     return a
-            # leading principal minors of [[u11 u12 u13] [u12 u22 u23] [u13 u23 u33]]
-            m2 = u[0] * u[1] - u[3] * u[3]
-            m3 = (u[0] * (u[1] * u[2] - u[5] * u[5]) - u[3] * (u[3] * u[2] - u[5] * u[4])
-                  + u[4] * (u[3] * u[5] - u[1] * u[4]))
-            if not (u[0] > 0 and m2 > 0 and m3 > 0):
-                return a
-        elif not (isfinite(p.u_iso[a]) and p.u_iso[a] >= 0):
+        elif not isfinite(p.u_iso[a]):
             return a
     return -1
 

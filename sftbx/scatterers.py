@@ -1,14 +1,42 @@
 """Scatterers as a table of arrays, and the parameter map of design rows."""
 
+import warnings
+
 import numpy as np
 
-from .errors import ScatteringError
+from .errors import NonPositiveDefiniteWarning, ScatteringError
 from .scattering import cromer_liberman
 
 # Per-atom parameter slots of a ParameterMap, in the order of its columns array.
 SLOTS = ("x", "y", "z", "u_iso", "u11", "u22", "u33", "u12", "u13", "u23",
          "occupancy", "fp", "fdp")
 SLOT_INDEX = {name: i for i, name in enumerate(SLOTS)}
+
+
+def not_positive_definite(u):
+    """Which symmetric 3x3 matrices are not positive definite.
+
+    Parameters
+    ----------
+    u : float64 (n, 6)
+        U*, U_cif or U_cart in the order 11, 22, 33, 12, 13, 23 (one is
+        positive definite exactly when the others are: they differ by a
+        congruence with a non-singular matrix).
+
+    Returns
+    -------
+    bool (n,)
+        True where a leading principal minor is <= 0 (an eigenvalue <= 0);
+        False for rows that are not finite.
+    """
+    u = np.asarray(u, dtype=np.float64).reshape(-1, 6)
+    m1 = u[:, 0]
+    m2 = u[:, 0] * u[:, 1] - u[:, 3] ** 2
+    m3 = (u[:, 0] * (u[:, 1] * u[:, 2] - u[:, 5] ** 2)
+          - u[:, 3] * (u[:, 3] * u[:, 2] - u[:, 5] * u[:, 4])
+          + u[:, 4] * (u[:, 3] * u[:, 5] - u[:, 1] * u[:, 4]))
+    finite = np.isfinite(u).all(axis=1)
+    return finite & ~((m1 > 0) & (m2 > 0) & (m3 > 0))
 
 
 class Scatterers:
@@ -36,8 +64,19 @@ class Scatterers:
     Raises
     ------
     ScatteringError
-        Arrays of mismatched length, NaN or inf in any value used, a negative
-        u_iso or a U* that is not positive definite (naming the atom).
+        Arrays of mismatched length, or NaN or inf in any value used (naming
+        the atom).
+
+    Warns
+    -----
+    NonPositiveDefiniteWarning
+        One per atom whose ADP is not positive definite (a negative u_iso,
+        or a U* with an eigenvalue <= 0), naming it.  Its structure factors
+        are computed as for any other atom: the Debye-Waller factor is
+        defined, it only exceeds 1 for some reflections.  SHELXL does the
+        same (it flags such atoms NPD and refines on).  Filter the warning
+        (``warnings.simplefilter("ignore", NonPositiveDefiniteWarning)``)
+        where the caller reports these atoms itself.
     """
 
     def __init__(self, elements, sites_frac, occupancies, u_iso, u_star=None, aniso=None,
@@ -80,33 +119,38 @@ class Scatterers:
         raise ScatteringError(f"atom {self.labels[i]!r} ({self.elements[i]}): {what}")
 
     def validate(self):
-        """Check the values (call again after changing the arrays in place)."""
+        """Check the values (call again after changing the arrays in place):
+        raise for values that are not finite, warn for ADPs that are not
+        positive definite."""
         for name, arr in (("site", self.sites_frac), ("occupancy", self.occupancies),
                           ("f'", self.fp), ("f''", self.fdp)):
             bad = ~np.isfinite(arr.reshape(len(self), -1)).all(axis=1)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 self._fail(i, f"{name} is not finite: {arr[i]}")
-        iso = ~self.aniso
-        bad = iso & ~(np.isfinite(self.u_iso) & (self.u_iso >= 0))
+        bad = ~self.aniso & ~np.isfinite(self.u_iso)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            self._fail(i, f"u_iso must be finite and >= 0, got {self.u_iso[i]}")
-        aniso = np.flatnonzero(self.aniso)
-        u = self.u_star[aniso]
-        bad = ~np.isfinite(u).all(axis=1)
+            self._fail(i, f"u_iso is not finite: {self.u_iso[i]}")
+        bad = self.aniso & ~np.isfinite(self.u_star).all(axis=1)
         if bad.any():
-            i = int(aniso[np.flatnonzero(bad)[0]])
+            i = int(np.flatnonzero(bad)[0])
             self._fail(i, f"u_star is not finite: {self.u_star[i]}")
-        mats = u[:, [0, 3, 4, 3, 1, 5, 4, 5, 2]].reshape(-1, 3, 3)
-        # positive definite: the leading principal minors are positive
-        minors = np.stack([mats[:, 0, 0], mats[:, 0, 0] * mats[:, 1, 1] - mats[:, 0, 1]**2,
-                           np.linalg.det(mats)], axis=1) if len(u) else np.ones((0, 3))
-        bad = ~(minors > 0).all(axis=1)
-        if bad.any():
-            i = int(aniso[np.flatnonzero(bad)[0]])
-            self._fail(i, f"u_star (11,22,33,12,13,23) = {self.u_star[i]} is not positive "
-                          f"definite")
+        for i in np.flatnonzero(self.non_positive_definite()):
+            what = (f"u_star (11,22,33,12,13,23) = {self.u_star[i]} is not positive definite"
+                    if self.aniso[i] else f"u_iso = {self.u_iso[i]} is negative")
+            warnings.warn(NonPositiveDefiniteWarning(
+                f"atom {self.labels[i]!r} ({self.elements[i]}): {what} (NPD); its "
+                f"Debye-Waller factor exceeds 1 for some reflections", self.labels[i], int(i)),
+                stacklevel=3)
+
+    def non_positive_definite(self):
+        """bool (n,): the atoms whose ADP is not positive definite (NPD): a
+        negative u_iso, or a U* with an eigenvalue <= 0
+        (:func:`not_positive_definite`).  Atoms with values that are not
+        finite are not flagged."""
+        with np.errstate(invalid="ignore"):
+            return np.where(self.aniso, not_positive_definite(self.u_star), self.u_iso < 0)
 
     def types(self):
         """The distinct scattering types and the index of each atom's type.

@@ -511,10 +511,20 @@ def _check_value(tag, raw, kind):
     if kind == "su" and su is None:
         return [f"{tag}: {text!r} has no s.u."]
     digits = re.search(r"\((\d+)\)$", text)
-    if digits and (len(digits.group(1)) > 2 or (len(digits.group(1)) == 2
-                                                 and digits.group(1)[0] != "1")):
+    if digits and not _su_digits_conventional(text.split("(")[0], digits.group(1)):
         return [f"{tag}: {text!r} breaks the s.u. digit convention"]
     return []
+
+
+def _su_digits_conventional(number, su_digits):
+    """At most two significant s.u. digits, two only when they start with 1.
+    An s.u. of 20 or more on a whole number is written with the zeros that
+    both end with (``1230(20)``, ``-130(50)``): those are places, not
+    significant digits."""
+    if not re.search(r"[.eE]", number):
+        zeros = min(len(number) - len(number.rstrip("0")), len(su_digits) - len(su_digits.rstrip("0")))
+        su_digits = su_digits[:len(su_digits) - zeros]
+    return len(su_digits) == 1 or (len(su_digits) == 2 and su_digits[0] == "1")
 
 
 def check_cif(block):

@@ -446,7 +446,16 @@ def _refinement_result(args, model, data, least_squares, refinement):
         osf=refinement.osf, suggested_wght=list(refinement.suggested_weighting),
         target=least_squares.target, reason=refinement.reason, model=model.source,
         r_int=data.r_int, counts=dict(data.counts), hklf=data.hklf,
-        friedel_pairs_merged=not data.anomalous, warnings=[str(w) for w in model.warnings])
+        friedel_pairs_merged=not data.anomalous,
+        warnings=[str(w) for w in model.warnings] + _refined_npd(least_squares))
+
+
+def _refined_npd(least_squares):
+    """Warnings for the atoms whose refined U is not positive definite, as
+    SHELXL flags them in its listing."""
+    final = least_squares.sf.scatterers
+    return [f"atom {final.labels[i]}: its refined U is not positive definite (NPD)"
+            for i in np.flatnonzero(final.non_positive_definite())]
 
 
 def _final_report(model, refinement, out, prefix=None, publication=None):
@@ -546,18 +555,20 @@ def main(args):
     published = publication(model, least_squares, refinement, name, args.threads)
     result.update(_publication_result(published))
     worst = _worst_restraints(least_squares)
+    npd = _refined_npd(least_squares)
     res = res_text(model, refinement, published)
     with open(inputs[1], encoding="latin-1", newline=None) as handle:
         hkl = handle.read()
     outputs = [(prefix + ".res", res),
                (prefix + ".lst", format_lst(model, data, refinement, least_squares, _version(),
-                                            [str(w) for w in model.warnings], worst)),
+                                            [str(w) for w in model.warnings] + npd, worst)),
                (prefix + ".cif", cif_text(model, published, name, res, hkl)),
                (prefix + ".fcf", published.fcf_text)]
     if args.json:
         outputs.append((args.json, _json_text(result)))
     _write_all(outputs, inputs)
     if not args.quiet:
+        _warn(npd)
         if refinement.blocked_atom:
             _warn([f"{refinement.blocked_atom}: the undamped shifts would make its U "
                    "non-positive definite; the refinement settled with damped shifts"])

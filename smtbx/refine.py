@@ -61,7 +61,7 @@ from .figures import agreement, ls_scale, separable_scale, shelxl_weights
 from .model import Weighting
 from .reparametrisation import Reparametrisation
 from .restraints import ShelxRestraints
-from .structure import _explicit_form_factors, scatterers as scatterer_table
+from .structure import _explicit_form_factors, scatterer_table, scatterers as model_scatterers
 from .twinning import TwinnedIntensities
 
 TARGETS = ("fc_sq", "fc")
@@ -72,8 +72,8 @@ SETTLED = 1e-6
 
 
 class RefinementDiverged(CrystallographyError):
-    """The refinement produced a model that cannot be used (NaN, a U that is
-    not positive definite) and no damping brings it back.
+    """The refinement produced a model that cannot be used (NaN, a U that it
+    made non-positive definite) and no damping brings it back.
 
     Parameters
     ----------
@@ -291,9 +291,12 @@ class LeastSquares:
         if n_restraints is None:
             n_restraints = 0 if restraints is None else len(restraints(self.graph)[1])
         self.n_restraints = n_restraints
-        table, _ = scatterer_table(model)
+        table, _ = model_scatterers(model)
         self._elements = table.elements
         self._labels = table.labels
+        # atoms NPD as read (SHELXL refines them, flagging them): only a
+        # refinement that makes an atom NPD has diverged
+        self._npd_as_read = table.non_positive_definite()
         if self.twin is not None:
             # the twin's structure factors are at the component indices
             self.sf = self.twin.sf
@@ -321,18 +324,23 @@ class LeastSquares:
     # ------------------------------------------------------------------
     def _set_scatterers(self):
         """Put the graph's current y into the structure factors; a model
-        they cannot use raises RefinementDiverged naming the atom."""
+        they cannot use (values not finite, or an ADP that the refinement
+        made non-positive definite) raises RefinementDiverged naming the
+        atom."""
         arrays = self.graph.arrays()
         try:
-            table = sftbx.Scatterers(self._elements, arrays["sites_frac"], arrays["occupancies"],
-                                     arrays["u_iso"], u_star=arrays["u_star"],
-                                     aniso=arrays["aniso"], fp=arrays["fp"], fdp=arrays["fdp"],
-                                     labels=self._labels)
-            table.validate()
+            table = scatterer_table(self._elements, self._labels, arrays)
         except sftbx.ScatteringError as err:
             atom = next((a for a in self._labels if f"'{a}'" in str(err) or f" {a}:" in str(err)),
                         None)
             raise RefinementDiverged(str(err), atom) from None
+        became_npd = np.flatnonzero(table.non_positive_definite() & ~self._npd_as_read)
+        if became_npd.size:
+            i = int(became_npd[0])
+            u = (f"U* (11,22,33,12,13,23) = {table.u_star[i]}" if table.aniso[i]
+                 else f"u_iso = {table.u_iso[i]}")
+            raise RefinementDiverged(f"atom {self._labels[i]!r}: the shifts made its ADP "
+                                     f"non-positive definite ({u})", self._labels[i])
         bad = [i for i, v in enumerate(arrays["occupancies"]) if not math.isfinite(v)]
         if bad:
             raise RefinementDiverged(f"atom {self._labels[bad[0]]!r}: occupancy is not finite",

@@ -12,6 +12,8 @@
   applied as SHELXL applies them.
 """
 
+import warnings
+
 import numpy as np
 
 import sftbx
@@ -55,6 +57,31 @@ def _name(atom):
     return f"{atom.label}_{atom.residue_number}" if atom.residue_number else atom.label
 
 
+def scatterer_table(elements, labels, arrays):
+    """An ``sftbx.Scatterers`` from arrays, without sftbx's warning about
+    ADPs that are not positive definite (NPD): smtbx reports those itself,
+    the reader among the model's warnings (naming the atom's line), the
+    refinement by stopping when it makes an atom NPD (smtbx.refine).
+
+    Parameters
+    ----------
+    elements, labels : sequences of str (n,)
+    arrays : dict
+        sites_frac (n, 3), occupancies, u_iso (n,), u_star (n, 6),
+        aniso (n,), fp, fdp (n,).
+
+    Raises
+    ------
+    sftbx.ScatteringError
+        Values that are not finite, naming the atom.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sftbx.NonPositiveDefiniteWarning)
+        return sftbx.Scatterers(elements, arrays["sites_frac"], arrays["occupancies"],
+                                arrays["u_iso"], u_star=arrays["u_star"], aniso=arrays["aniso"],
+                                fp=arrays["fp"], fdp=arrays["fdp"], labels=labels)
+
+
 def scatterers(model):
     """The model's atoms as an ``sftbx.Scatterers`` table.
 
@@ -74,10 +101,10 @@ def scatterers(model):
         raise ShelxSyntaxError(model.source, None, "the model has no atoms")
     types = model.type_indices
     elements = [model.scattering_types[t].element for t in types]
+    arrays = dict(sites_frac=model.sites_frac, occupancies=model.occupancies, u_iso=model.u_iso,
+                  u_star=model.u_star, aniso=model.anisotropic, fp=fp[types], fdp=fdp[types])
     try:
-        table = sftbx.Scatterers(elements, model.sites_frac, model.occupancies, model.u_iso,
-                                 u_star=model.u_star, aniso=model.anisotropic, fp=fp[types],
-                                 fdp=fdp[types], labels=[_name(a) for a in atoms])
+        table = scatterer_table(elements, [_name(a) for a in atoms], arrays)
     except sftbx.ScatteringError as err:
         raise ShelxSyntaxError(model.source, None, " ".join(str(err).split())) from None
     multiplicities = model.space_group.order_z / model.site_orders.astype(np.float64)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import gemmi
 import numpy as np
 
+import sftbx
 from sgtbx import SiteSymmetryTable, SpaceGroup, UnitCell
 from sgtbx.errors import CrystallographyError
 
@@ -759,7 +760,23 @@ class _Builder:
                 else:
                     u_eq = parent.u_iso
                 s.u_iso = s.u_codes[0].coefficient * u_eq
+        self.warn_non_positive_definite(result)
         return result
+
+    def warn_non_positive_definite(self, atoms):
+        """A warning on the line of each atom whose U is not positive
+        definite (NPD), as SHELXL flags them; they are used as written."""
+        aniso = [i for i, s in enumerate(atoms) if s.u_cif is not None]
+        npd = dict(zip(aniso, sftbx.not_positive_definite([atoms[i].u_cif for i in aniso])))
+        for i, s in enumerate(atoms):
+            if npd.get(i, False):
+                what = "its U is not positive definite (NPD)"
+            elif s.u_cif is None and s.u_iso is not None and s.u_iso < 0:
+                what = f"its U_iso {s.u_iso:.5f} is negative (NPD)"
+            else:
+                continue
+            self.r.warn(self.r.atoms[i].line, f"atom {self.name(s)}: {what}; its structure "
+                                              "factors are computed as written (SHELXL does too)")
 
     def riding_u(self):
         return [m.RidingU(i, s.u_parent, s.u_codes[0].coefficient)

@@ -133,6 +133,25 @@ def test_design_rows_of_the_intensity_by_direct_differences(key):
     _assert_blocks(rows, numeric, _block_columns(pm))
 
 
+def test_design_rows_at_adps_that_are_not_positive_definite():
+    """The derivatives do not depend on U being positive definite: atoms
+    with U* - 0.02 G* (U_cif eigenvalues from 0.012 A^2 lowered by 0.02)
+    and a negative u_iso."""
+    sf, pm = _setup("P21/c", n_atoms=6, seed=5)
+    scat = sf.scatterers
+    g = sf.unit_cell.reciprocal_metric
+    aniso = np.flatnonzero(scat.aniso)
+    scat.u_star[aniso] -= 0.02 * g[[0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]]
+    scat.u_iso[~scat.aniso] = -0.004
+    assert scat.non_positive_definite().all()
+    pm = sftbx.ParameterMap(pm.columns, pm.n_params)
+    _, dy_da, dy_db, _ = sftbx.y_calc(sf.f_calc(), "fc_sq")
+    df = _finite_difference_f(sf, pm)
+    numeric = (dy_da * df.real + dy_db * df.imag).T
+    _, rows = sf.design_rows(pm, kind="fc_sq")
+    _assert_blocks(rows, numeric, _block_columns(pm))
+
+
 @pytest.mark.parametrize("key", list(GROUPS))
 def test_gradients_of_a_least_squares_target(key):
     """T = sum w (y_o - Y)^2, Y extinction-corrected |F|^2 or |F|; the

@@ -33,10 +33,7 @@ def test_error_is_a_value_error():
     (dict(sites_frac=[[0.1, 0.2, 0.3], [0.4, np.nan, 0.7], [0.3, 0.3, 0.9]]), "'O1'.*site"),
     (dict(sites_frac=[[0.1, 0.2, np.inf], [0.4, 0.1, 0.7], [0.3, 0.3, 0.9]]), "'C1'.*site"),
     (dict(u_iso=[0.02, 0.03, np.nan]), "'Fe1'.*u_iso"),
-    (dict(u_iso=[-0.01, 0.03, 0.01]), "'C1'.*u_iso"),
     (dict(u_star=[[0.001] * 6, [0.001, 0.001, np.inf, 0, 0, 0], [0.001] * 6]), "'O1'.*not finite"),
-    (dict(u_star=[[0.001] * 6, [0.001, 0.001, 0.001, 0.002, 0, 0], [0.001] * 6]),
-     "'O1'.*not positive definite"),
     (dict(occupancies=[1.0, np.nan, 1.0]), "'O1'.*occupancy"),
     (dict(sites_frac=[[0.1, 0.2, 0.3], [0.4, 0.1, 0.7]]), "sites_frac.*shape"),
     (dict(occupancies=[1.0, 1.0]), "occupancies.*shape"),
@@ -55,9 +52,42 @@ def test_values_changed_in_place_are_checked_again():
     group, cell = _structure()
     scat = sftbx.Scatterers(**_atoms())
     sf = sftbx.StructureFactors(cell, group, scat, [[1, 2, 3]], multiplicities=[4, 4, 4])
-    scat.u_star[1] = [0.001, 0.001, 0.001, 0.002, 0, 0]
-    with pytest.raises(ScatteringError, match="'O1'.*not positive definite"):
+    scat.u_star[1] = [0.001, 0.001, np.nan, 0.0, 0, 0]
+    with pytest.raises(ScatteringError, match="'O1'.*u_star is not finite"):
         sf.f_calc()
+
+
+def test_adps_that_are_not_positive_definite_warn_and_are_used():
+    """SHELXL refines atoms whose U is not positive definite (NPD), flagging
+    them; sftbx warns once per such atom, naming it, and computes with it
+    (tests/sftbx/test_values.py checks the values)."""
+    with pytest.warns(sftbx.NonPositiveDefiniteWarning) as record:
+        scat = sftbx.Scatterers(**_atoms(
+            u_iso=[-0.01, 0.03, 0.01],
+            u_star=[[0.001] * 6, [0.001, 0.001, 0.001, 0.002, 0, 0], [0.001] * 6]))
+    assert [(w.message.atom, w.message.index) for w in record] == [("C1", 0), ("O1", 1)]
+    assert "atom 'C1' (C): u_iso = -0.01 is negative (NPD)" in str(record[0].message)
+    assert "atom 'O1' (O): u_star (11,22,33,12,13,23)" in str(record[1].message)
+    assert "is not positive definite (NPD)" in str(record[1].message)
+    assert scat.non_positive_definite().tolist() == [True, True, False]
+    group, cell = _structure()
+    f = sftbx.structure_factors(cell, group, scat, [[1, 2, 3], [4, 0, 2]],
+                                multiplicities=[4, 4, 4])
+    assert np.all(np.isfinite(f))
+
+
+def test_not_positive_definite_against_eigenvalues():
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(400, 3, 3))
+    mats = a @ a.transpose(0, 2, 1) - rng.uniform(0, 1.5, (400, 1, 1)) * np.eye(3)
+    mats[:20] = np.diag([0.3, 0.0, 0.2])       # semi-definite: not positive definite
+    mats[20:40] = np.diag([0.3, 0.1, 0.2])
+    u = mats[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]]
+    expected = np.linalg.eigvalsh(mats)[:, 0] <= 0
+    assert 50 < expected.sum() < 350
+    np.testing.assert_array_equal(sftbx.not_positive_definite(u), expected)
+    u[0, 4] = np.nan                           # not finite: an error elsewhere, not NPD
+    assert not sftbx.not_positive_definite(u)[0]
 
 
 @pytest.mark.parametrize("element,message", [

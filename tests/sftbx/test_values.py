@@ -4,6 +4,7 @@ operations, the centric and centring shortcuts, F(000), Friedel pairs."""
 import gemmi
 import numpy as np
 import pytest
+import scipy.linalg
 
 import sftbx
 import sgtbx
@@ -100,6 +101,36 @@ def test_against_numpy_with_dispersion(key):
     hkl = random_hkl(cell, d_min=0.8, n=200, seed=9)
     f = sftbx.structure_factors(cell, group, scat, hkl, multiplicities=mult)
     assert rel(f, numpy_f_calc(group, cell, scat, mult, hkl)) <= 1e-12
+
+
+@pytest.mark.parametrize("key", ["P1", "P21/c", "P212121", "R-3"])
+def test_non_positive_definite_adps_against_numpy(key):
+    """U* with a negative eigenvalue and a negative u_iso (NPD, as SHELXL
+    refines them): the Debye-Waller factor exceeds 1 for some h, and the
+    kernels' sums equal the plain sum over all operations."""
+    name, cell_parameters = GROUPS[key]
+    group, cell = GemmiSymmetry(name), Cell(*cell_parameters)
+    scat, mult = random_structure(group, cell, n_atoms=6, seed=12)
+    # U* - c G* keeps the site symmetry; c between the two smallest
+    # eigenvalues of U_cart (U* v = lambda G* v) leaves one negative
+    g = cell.reciprocal_metric
+    u_star = scat.u_star.copy()
+    lam = scipy.linalg.eigh(u_star[0][[0, 3, 4, 3, 1, 5, 4, 5, 2]].reshape(3, 3), g,
+                            eigvals_only=True)
+    u_star[0] -= 0.5 * (lam[0] + lam[1]) * g[[0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]]
+    u_iso = scat.u_iso.copy()
+    u_iso[2] = -0.005
+    assert scat.aniso[0] and not scat.aniso[2]
+    with pytest.warns(sftbx.NonPositiveDefiniteWarning) as record:
+        npd = sftbx.Scatterers(scat.elements, scat.sites_frac, scat.occupancies, u_iso,
+                               u_star=u_star, aniso=scat.aniso, fp=scat.fp, labels=scat.labels)
+    assert sorted(w.message.index for w in record) == [0, 2]
+    hkl = random_hkl(cell, d_min=0.8, n=200, seed=9)
+    u = u_star[0][[0, 3, 4, 3, 1, 5, 4, 5, 2]].reshape(3, 3)
+    exponent = -2 * np.pi**2 * np.einsum("mi,ij,mj->m", hkl, u, hkl)
+    assert exponent.max() > 0 > exponent.min()      # mixed: some h grow, some decay
+    f = sftbx.structure_factors(cell, group, npd, hkl, multiplicities=mult)
+    assert rel(f, numpy_f_calc(group, cell, npd, mult, hkl)) <= 1e-12
 
 
 def _kernel_args(group, cell, scat, mult, hkl, general):

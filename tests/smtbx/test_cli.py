@@ -74,6 +74,30 @@ def test_real_data_json(small_data, tmp_path, capsys):
     assert code == 0 and out == "" and err == ""
 
 
+def test_twin5_p21n_starts_at_shelxl_with_its_npd_atom(small_data, tmp_path, capsys):
+    """HKLF 5 twin whose F4_2 has a U that is not positive definite (NPD) as
+    SHELXL wrote it: warned about, naming the atom and its line, and used as
+    written.  SHELXL's REM: R1 0.0885 for 6519 Fo > 4sig(Fo) and 0.1466 for
+    all 10418 data, 1184 parameters, 7497 restraints; wR2 0.2263 and GoF
+    1.100 are REFERENCE.md's (cctbx) start."""
+    stem = small_data / "twin5_p21n" / "NO_PF-F-PF_twin4_XPREP_a"
+    out_json = tmp_path / "twin.json"
+    code, out, err = run([stem, "--cycles", "0", "--json", out_json, "--threads", "2"], capsys)
+    assert code == 0
+    assert re.search(r"\.res:186: atom F4_2: its U is not positive definite \(NPD\)", err)
+    result = json.loads(out_json.read_text())
+    assert result["n_reflections"] == 10418 and result["n_gt"] == 6519
+    assert result["r1_gt"] == pytest.approx(0.0885, abs=0.0005)
+    assert result["r1_all"] == pytest.approx(0.1466, abs=0.0005)
+    assert result["wr2"] == pytest.approx(0.2263, abs=0.001)
+    assert result["gof"] == pytest.approx(1.100, abs=0.002)
+    assert result["n_restraints"] == 7497
+    # SHELXL's 1184 less the 6 U's of O1_6 that the file's EADP O1_5 O1_6
+    # shares here and SHELXL did not (test_reparametrisation.EXPLAINED)
+    assert result["n_parameters"] == 1184 - 6
+    assert "R1 = 0.0885 for 6519 Fo > 4sig(Fo) and 0.1466 for all 10418 data" in out
+
+
 def test_ins_preferred_and_res_otherwise(tmp_path, capsys):
     stem = make(tmp_path)
     model = smtbx.read_shelx(stem)

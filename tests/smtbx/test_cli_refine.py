@@ -126,6 +126,26 @@ def test_refine_on_f(tmp_path, capsys):
     assert json.loads((tmp_path / "f.json").read_text())["converged"]
 
 
+def test_npd_atoms_are_flagged_before_and_after(tmp_path, capsys):
+    """An atom whose U is not positive definite and fixed (as SHELXL would
+    keep it): warned about when read (naming its line), refined with, and
+    flagged again at the end in the output, the listing and the JSON."""
+    model = smtbx.read_ins(make(tmp_path).with_suffix(".ins"))
+    cl1 = next(s for s in model.scatterers if s.label == "CL1")
+    cl1.u_cif = np.array([0.034, 0.031, 0.029, 0.04, 0.005, 0.003])   # U12² > U11 U22
+    cl1.u_codes = (smtbx.model.ParameterCode("fixed"),) * 6
+    smtbx.write_res(model, tmp_path / "n.ins")
+    (tmp_path / "n.hkl").write_text((tmp_path / "t.hkl").read_text())
+    code, out, err = run([tmp_path / "n", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    assert re.search(r"n\.ins:\d+: atom CL1: its U is not positive definite \(NPD\)", err)
+    assert "atom CL1: its refined U is not positive definite (NPD)" in err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["converged"]
+    assert result["warnings"][-1] == "atom CL1: its refined U is not positive definite (NPD)"
+    assert "atom CL1: its refined U is not positive definite (NPD)" in (tmp_path / "n.lst").read_text()
+
+
 def test_divergence_exits_1_and_writes_nothing(tmp_path, capsys, monkeypatch):
     stem = make(tmp_path)
     move = LeastSquares._move_to

@@ -91,14 +91,6 @@ def test_r1_all_and_restrained_gof(reduced_set):
     assert restraint_count(reduced_set("fecl_r3c")[0]) == 0
 
 
-def test_twin5_p21n_needs_non_positive_definite_adps(reduced_set):
-    # The deposited model has F4 (residue 2) with a negative ADP eigenvalue;
-    # SHELXL refines it (flagging NPD), sftbx.Scatterers refuses it.
-    model, data = reduced_set("twin5_p21n")
-    with pytest.raises(smtbx.ShelxSyntaxError, match=r"atom 'F4_2' \(F\): u_star .* is not positive definite"):
-        starting_figures(model, data)
-
-
 def test_weights_on_the_file_scale_are_shelxl_weights_on_the_absolute_scale():
     rng = np.random.default_rng(3)
     k = 37.5

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+import sftbx
 import smtbx
 from smtbx.data import ReflectionData
 from smtbx.demo import DEMO_MODEL, perturb, simulate, site_errors_angstrom, site_parameters
@@ -255,6 +256,48 @@ def test_divergence_names_the_atom(monkeypatch):
     # the model keeps the last usable parameters
     assert np.all(np.isfinite(model.sites_frac))
     assert np.array_equal(least_squares.graph.x, start)
+
+
+def test_an_atom_npd_as_read_is_refined_and_one_made_npd_stops(monkeypatch):
+    """SHELXL refines a model with an atom whose U is not positive definite
+    as read (flagging it); so does smtbx, and the data bring the U back.
+    A refinement that makes another atom NPD still stops, naming it."""
+    truth = smtbx.read_ins(DEMO_MODEL)
+    data = simulate(truth)
+    labels = [s.label for s in truth.scatterers]
+
+    def npd_model():
+        model = copy.deepcopy(truth)
+        perturb(model)
+        cl1 = model.scatterers[labels.index("CL1")]
+        cl1.u_cif = cl1.u_cif.copy()
+        cl1.u_cif[3] = 0.04                               # U12² > U11 U22
+        assert sftbx.not_positive_definite([cl1.u_cif])[0]
+        return model, cl1
+
+    model, cl1 = npd_model()
+    refinement = LeastSquares(model, data=data, n_threads=2).run(20)
+    assert refinement.converged, refinement.reason
+    assert not sftbx.not_positive_definite([cl1.u_cif])[0]
+    np.testing.assert_allclose(cl1.u_cif, truth.scatterers[labels.index("CL1")].u_cif, atol=0.004)
+    assert refinement.figures.r1_gt < 0.06
+
+    model, _ = npd_model()
+    least_squares = LeastSquares(model, data=data, n_threads=2)
+    start = least_squares.graph.x.copy()
+    move = LeastSquares._move_to
+
+    def broken(self, x):
+        # every step away from the start makes C4's U non-positive definite
+        move(self, x)
+        if not np.array_equal(x, start):
+            u = self.graph.u_index[labels.index("C4")]
+            self.graph.y[u[3]] = 10 * self.graph.y[u[0]]
+
+    monkeypatch.setattr(LeastSquares, "_move_to", broken)
+    with pytest.raises(RefinementDiverged, match="'C4'.*non-positive definite") as info:
+        least_squares.run(5)
+    assert info.value.atom == "C4"
 
 
 def test_reflection_data_without_observations():

@@ -26,6 +26,8 @@ def cycle_line(cycle):
     notes = []
     if cycle.step_scale < 1:
         notes.append(f"shifts x {cycle.step_scale:.3g} (limit)")
+    if cycle.step_length < 1:
+        notes.append(f"shifts x {cycle.step_length:.3g} (line search)")
     if cycle.rejected_steps:
         notes.append(f"{cycle.rejected_steps} step(s) taken back")
     return (f"{cycle.number:6d}  {cycle.r1_gt:7.4f}  {cycle.r1_all:7.4f}  {cycle.wr2:6.4f}  "
@@ -120,7 +122,8 @@ def format_lst(model, data, refinement, least_squares, header, warnings=(),
     target = "F^2" if ls.target == "fc_sq" else "F"
     out.append(f"Full-matrix least squares on {target}, overall scale separable; "
                f"WGHT {w.a:.4f} {w.b:.4f}; Marquardt damping {ls.base_damping:.2g} "
-               f"(DAMP {ls.base_damping * 1e4:.3g}), shift limit {ls.shift_limit:g} s.u.")
+               f"(DAMP {ls.base_damping * 1e4:.3g}), shift limit {ls.shift_limit:g} s.u., "
+               f"line search along the shifts")
     out.append(f"{ls.n_parameters} parameters, "
                f"{'-' if ls.n_restraints is None else ls.n_restraints} restraints")
     if ls.shelx_restraints is not None and ls.n_restraints:

@@ -538,9 +538,13 @@ def _check_value(tag, raw, kind):
     if kind == "su" and su is None:
         return [f"{tag}: {text!r} has no s.u."]
     digits = re.search(r"\((\d+)\)$", text)
-    if digits and (len(digits.group(1)) > 2 or (len(digits.group(1)) == 2
-                                                 and digits.group(1)[0] != "1")):
-        return [f"{tag}: {text!r} breaks the s.u. digit convention"]
+    if digits:
+        significant = digits.group(1)
+        if "." not in text:
+            # rounded to tens or more: 1230(20) is 1230 ± 20
+            significant = significant.rstrip("0") or "0"
+        if len(significant) > 2 or (len(significant) == 2 and significant[0] != "1"):
+            return [f"{tag}: {text!r} breaks the s.u. digit convention"]
     return []
 
 

@@ -314,6 +314,8 @@ def test_check_reports_missing_and_malformed_items():
     block.set_pair("_cell_length_a", "10.0")
     block.set_pair("_cell_length_b", "10.0(12345)")
     block.set_pair("_refine_ls_number_reflns", "12.5")
+    block.set_pair("_cell_volume", format_su(1234.5, 23.0))       # 1230(20): 1230 ± 20
+    block.set_pair("_cell_angle_alpha", "140(25)")
     loop = block.init_loop("_atom_site_", ["label", "fract_x"])
     loop.add_row(["C1", "0.1"])
     problems = check_cif(block)
@@ -321,7 +323,10 @@ def test_check_reports_missing_and_malformed_items():
     assert "_cell_length_c: missing" in problems
     assert "_refine_ls_number_reflns: '12.5' is not an integer" in problems
     assert any(p.startswith("loop _atom_site_label: missing columns") for p in problems)
-    assert any("s.u. digit convention" in p for p in problems)
+    assert any(p.startswith("_cell_length_b") and "s.u. digit convention" in p for p in problems)
+    assert any(p.startswith("_cell_angle_alpha") and "s.u. digit convention" in p
+               for p in problems)
+    assert not any(p.startswith("_cell_volume") for p in problems)
 
 
 @pytest.mark.parametrize("folder, stem", [("ni_i43d", "i43d"), ("caf2_fm3m", "caf2")])

@@ -50,7 +50,7 @@ import sftbx
 
 from .absolute import FlackEstimate, parsons_flack
 from .cif import (RefinementSummary, atom_sites, check_cif, cif_document, format_su,
-                  y_covariance)
+                  su_covariance, y_covariance)
 from .connectivity import Connectivity
 from .errors import OutputError, ShelxSyntaxError
 from .fcf import fcf_document
@@ -322,7 +322,8 @@ def publication(model, least_squares, refinement, name, n_threads=1):
     Publication
     """
     graph, data = least_squares.graph, least_squares.data
-    cov = refinement.equations.covariance()
+    cov = su_covariance(refinement.equations, model.space_group, data.hkl,
+                        least_squares.n_parameters)
     sites = atom_sites(model, graph, cov)
     geometry = DerivedGeometry(model.cell, sites.sites_frac,
                                graph.jacobian[graph.site_index.ravel()], cov,

@@ -144,8 +144,8 @@ class DerivedGeometry:
     site_jacobian : scipy.sparse matrix or array, (3n, n_x), optional
         ∂(sites, flattened atom by atom)/∂x, e.g. ``graph.jacobian[graph.site_index.ravel()]``.
     covariance_x : float64 (n_x, n_x), optional
-        Var(x) (lstbx's ``covariance()``); None: no contribution from the
-        model (cell s.u.'s only).
+        Var(x) (:func:`smtbx.cif.su_covariance`); None: no contribution
+        from the model (cell s.u.'s only).
     labels : sequence of str, optional
     space_group : sgtbx.SpaceGroup, optional
         Ties the cell parameters its symmetry makes equal (a = b in

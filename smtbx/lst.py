@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .figures import independent_reflections, su_variance_factor
 from .restraints import WEIGHT_RULE
 
 
@@ -143,8 +144,9 @@ def format_lst(model, data, refinement, least_squares, header, warnings=(),
     osf_su = _osf_su(r, ls)
     out.append(f"osf (FVAR 1) = {r.osf:.5f}" + ("" if osf_su is None else f" ({osf_su:.5f})"))
     out.append(f"Max |shift/s.u.| of the last cycle {r.max_shift_su:.3f}")
-    out += ["", "Parameters (value, s.u. from the last cycle's inverse normal matrix x GooF^2)"]
-    su = parameter_sus(r)
+    out += ["", "Parameters (value, s.u. from the last cycle's inverse normal matrix x "
+                "sum w r^2 / (N - p), N counting a Friedel pair once)"]
+    su = parameter_sus(r, ls)
     for name, value, s in zip(ls.graph.x_names, ls.graph.x, su):
         out.append(f"  {name:<24s} {value:14.6f} {_number(s, '12.6f')}")
     if f.n_parameters is not None and r.fc_sq is not None and ls.target == "fc_sq":
@@ -163,16 +165,22 @@ def format_lst(model, data, refinement, least_squares, header, warnings=(),
     return "\n".join(out) + "\n"
 
 
-def parameter_sus(refinement):
-    """s.u.'s of x from the last accepted cycle's equations (NaN without
-    degrees of freedom)."""
+def _su_factor(refinement, least_squares):
+    """The factor on the inverse normal matrix for the s.u.'s
+    (:func:`smtbx.figures.su_variance_factor`; the CIF's too)."""
+    return su_variance_factor(
+        refinement.equations.figures.sum_w_r_sq,
+        independent_reflections(least_squares.model.space_group, least_squares.data.hkl),
+        least_squares.n_parameters)
+
+
+def parameter_sus(refinement, least_squares):
+    """s.u.'s of x from the last accepted cycle's equations, scaled as the
+    CIF's (NaN without degrees of freedom)."""
     equations = refinement.equations
     if equations is None:
         return []
-    try:
-        variances = np.diag(equations.covariance())
-    except ValueError:
-        return [math.nan] * equations.n_unknowns
+    variances = np.diag(equations.covariance(scaled=False)) * _su_factor(refinement, least_squares)
     return list(np.sqrt(np.maximum(variances, 0.0)))
 
 
@@ -182,8 +190,11 @@ def _osf_su(refinement, least_squares):
     if equations is None:
         return None
     try:
-        variance = equations.scale_factor_variance()
+        variance = equations.scale_factor_variance(scaled=False) * _su_factor(refinement,
+                                                                               least_squares)
     except ValueError:
+        return None
+    if not math.isfinite(variance):
         return None
     sigma = math.sqrt(max(variance, 0.0))
     return sigma / (2 * math.sqrt(equations.scale_factor())) if least_squares.target == "fc_sq" \

@@ -58,8 +58,12 @@ the defaults and DEFS already applied by the reader):
   for the pair and distance rule, which is this module's).
 * SUMP c σ c1 m1 ...: Σ c_i fv(m_i) = c, a row in x directly.
 * Polar space groups: the origin along each polar direction is held by a
-  restraint on the centre of gravity weighted by Z² (Flack & Schwarzenbach
-  1988), target its starting value; one restraint per direction.
+  restraint on the centre of gravity weighted by Z² times the atom's share
+  of the cell (occupancy / |site group|) (Flack & Schwarzenbach 1988),
+  target its starting value; one restraint per direction.  Its σ
+  (:data:`ORIGIN_SIGMA`) is small beside the coordinates' s.u.'s, so the
+  origin adds next to nothing to the s.u.'s along the polar axis, as in
+  SHELXL's.
 
 Restraint weights and the goodness of fit (DESIGN.md §6): SHELXL minimises
 Σ w (Fo² − Fc²)² + Σ (1/σ²) Δ² with the restraint weights 1/σ² as given; the
@@ -121,7 +125,12 @@ WEIGHT_RULE = ("restraint weights 1/sigma^2 as given, not scaled by the goodness
 BUMP_MARGIN = 0.36
 
 #: sigma (Angstrom) of the floating-origin restraint on the weighted centre of gravity.
-ORIGIN_SIGMA = 1e-3
+#: 1e-3 left the centre's own uncertainty in every polar coordinate: sucrose's y
+#: s.u.'s were 4.5 times SHELXL's (x and z 1.0); with 1e-4 they are 1.04 (the limit,
+#: 0.95, from 1e-5 down).  Smaller is not better: the riding H move the centre
+#: non-linearly, and with 1e-5 that term decides the trial steps (p31c_sad then
+#: stalls on a methyl torsion, max shift/s.u. 0.35 for 30 cycles).
+ORIGIN_SIGMA = 1e-4
 
 #: RIGU: p (Angstrom) of the weight factor p^2 / ((p^2 + Ueq_i + Ueq_j) d^2), fitted to
 #: SHELXL's converged models (cctbx uses 0.5); see the module notes and rigu_weight_factor.
@@ -689,15 +698,19 @@ class ShelxRestraints:
         self._p_ueq = sp.csr_matrix((v_e, (r_e, c_e)), shape=(n, n_y))
 
     def _origin_rows(self):
-        """One row per polar direction in y: the Z²-weighted centre of gravity
-        projected on the (Cartesian) direction; target its starting value."""
+        """One row per polar direction in y: the centre of gravity weighted by
+        Z² occupancy / |site group| (what each atom puts in the cell)
+        projected on the (Cartesian) direction; target its starting value.
+        Without the site and occupancy factors p31c_sad's z s.u.'s (atoms on
+        the threefold axes) were 1.18 times SHELXL's; with them 1.01."""
         directions = self.model.space_group.polar_directions
         if not len(directions):
             return
         a = self.cell.orthogonalisation
         z = np.array([max(gemmi.Element(self.model.scattering_types[s.type_index].element)
                           .atomic_number, 1) for s in self.model.scatterers], dtype=np.float64)
-        w = z ** 2 / np.sum(z ** 2)
+        w = z ** 2 * self.model.occupancies / self.model.site_orders
+        w /= np.sum(w)
         n_y = len(self.graph.y)
         for v in directions:
             e = a @ v

@@ -209,7 +209,7 @@ def test_synthetic_round_trip(tmp_path, setting):
     # refined coordinates within 3 s.u. of the truth (>= 99 %)
     graph = least_squares.graph
     true_graph = LeastSquares(copy.deepcopy(truth), data=data).graph
-    su = np.asarray(parameter_sus(refinement))
+    su = np.asarray(parameter_sus(refinement, least_squares))
     index = [j for j, _, _ in site_parameters(graph, include_hydrogen=True)]
     deviation = np.abs(graph.x[index] - true_graph.x[index]) / su[index]
     assert np.mean(deviation <= 3) >= 0.99, deviation

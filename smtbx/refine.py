@@ -55,8 +55,10 @@ The line search changes neither the s.u.'s nor the convergence test.
 
 Convergence: max |shift/s.u.| < ``convergence`` (0.05) for the undamped,
 full-length shifts of an accepted cycle, s.u.'s from the inverse normal
-matrix (x block with K refined) times the restrained GoF², as SHELXL scales
-them.  A model whose undamped step would make an atom unusable (U not
+matrix (x block with K refined) times the restrained GoF².  These are
+stricter than the published s.u.'s (:func:`smtbx.figures.su_variance_factor`,
+SHELXL's scaling: about √2 larger on acentric data, where a Friedel pair
+counts once), so the test is stricter than SHELXL's.  A model whose undamped step would make an atom unusable (U not
 positive definite) has settled when the damped shifts that remain are
 below ``convergence`` and no longer lower the objective by 10⁻⁶ of itself
 (:attr:`Refinement.blocked_atom` names the atom).

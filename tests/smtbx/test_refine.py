@@ -250,24 +250,30 @@ def test_suggested_weights_flatten_the_variance():
     assert (a2, b2) == pytest.approx((a, b), rel=1e-6)
 
 
-def test_divergence_names_the_atom(monkeypatch):
-    truth = smtbx.read_ins(DEMO_MODEL)
-    data = simulate(truth)
-    model = copy.deepcopy(truth)
-    perturb(model)
-    least_squares = LeastSquares(model, data=data, n_threads=2)
+def break_c4_after_the_start(monkeypatch, least_squares):
+    """Make every step away from the current x give C4 a U that is not
+    positive definite (U12 = 10 U11); returns that starting x."""
     start = least_squares.graph.x.copy()
-    labels = [s.label for s in model.scatterers]
+    labels = [s.label for s in least_squares.model.scatterers]
     move = LeastSquares._move_to
 
     def broken(self, x):
-        # every step away from the start gives C4 a U that is not positive definite
         move(self, x)
         if not np.array_equal(x, start):
             u = self.graph.u_index[labels.index("C4")]
             self.graph.y[u[3]] = 10 * self.graph.y[u[0]]
 
     monkeypatch.setattr(LeastSquares, "_move_to", broken)
+    return start
+
+
+def test_divergence_names_the_atom(monkeypatch):
+    truth = smtbx.read_ins(DEMO_MODEL)
+    data = simulate(truth)
+    model = copy.deepcopy(truth)
+    perturb(model)
+    least_squares = LeastSquares(model, data=data, n_threads=2)
+    start = break_c4_after_the_start(monkeypatch, least_squares)
     with pytest.raises(RefinementDiverged, match="C4") as info:
         least_squares.run(5)
     assert info.value.atom == "C4"
@@ -302,17 +308,7 @@ def test_an_atom_npd_as_read_is_refined_and_one_made_npd_stops(monkeypatch):
 
     model, _ = npd_model()
     least_squares = LeastSquares(model, data=data, n_threads=2)
-    start = least_squares.graph.x.copy()
-    move = LeastSquares._move_to
-
-    def broken(self, x):
-        # every step away from the start makes C4's U non-positive definite
-        move(self, x)
-        if not np.array_equal(x, start):
-            u = self.graph.u_index[labels.index("C4")]
-            self.graph.y[u[3]] = 10 * self.graph.y[u[0]]
-
-    monkeypatch.setattr(LeastSquares, "_move_to", broken)
+    break_c4_after_the_start(monkeypatch, least_squares)
     with pytest.raises(RefinementDiverged, match="'C4'.*non-positive definite") as info:
         least_squares.run(5)
     assert info.value.atom == "C4"

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-from .figures import independent_reflections, su_variance_factor
 from .restraints import WEIGHT_RULE
 
 
@@ -167,11 +166,8 @@ def format_lst(model, data, refinement, least_squares, header, warnings=(),
 
 def _su_factor(refinement, least_squares):
     """The factor on the inverse normal matrix for the s.u.'s
-    (:func:`smtbx.figures.su_variance_factor`; the CIF's too)."""
-    return su_variance_factor(
-        refinement.equations.figures.sum_w_r_sq,
-        independent_reflections(least_squares.model.space_group, least_squares.data.hkl),
-        least_squares.n_parameters)
+    (:meth:`smtbx.refine.LeastSquares.su_factor`; the CIF's too)."""
+    return least_squares.su_factor(refinement.equations)
 
 
 def parameter_sus(refinement, least_squares):

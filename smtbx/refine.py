@@ -55,10 +55,10 @@ The line search changes neither the s.u.'s nor the convergence test.
 
 Convergence: max |shift/s.u.| < ``convergence`` (0.05) for the undamped,
 full-length shifts of an accepted cycle, s.u.'s from the inverse normal
-matrix (x block with K refined) times the restrained GoF².  These are
-stricter than the published s.u.'s (:func:`smtbx.figures.su_variance_factor`,
-SHELXL's scaling: about √2 larger on acentric data, where a Friedel pair
-counts once), so the test is stricter than SHELXL's.  A model whose undamped step would make an atom unusable (U not
+matrix (x block with K refined) scaled as the published ones,
+:func:`smtbx.figures.su_variance_factor` (SHELXL's shift/esd uses its own
+esd's), so that the shifts are judged against the s.u.'s the CIF reports.
+A model whose undamped step would make an atom unusable (U not
 positive definite) has settled when the damped shifts that remain are
 below ``convergence`` and no longer lower the objective by 10⁻⁶ of itself
 (:attr:`Refinement.blocked_atom` names the atom).
@@ -87,7 +87,8 @@ from sgtbx.errors import CrystallographyError
 
 from .data import reduce_observations
 from .errors import TwinError, TwinInputError, UnsupportedInstruction
-from .figures import agreement, ls_scale, separable_scale, shelxl_weights
+from .figures import (agreement, independent_reflections, ls_scale, separable_scale,
+                      shelxl_weights, su_variance_factor)
 from .model import Weighting
 from .reparametrisation import Reparametrisation
 from .restraints import ShelxRestraints
@@ -317,6 +318,7 @@ class LeastSquares:
         self.shift_limit = limse if shift_limit is None else float(shift_limit)
         self.graph = Reparametrisation(model)
         self.n_parameters = len(self.graph.x) + 1 + len(self.graph.unused_free_variables)
+        self.n_independent = None          # reflections, a Friedel pair once (su_factor)
         self.shelx_restraints = None
         if isinstance(restraints, str):
             if restraints != "file":
@@ -555,19 +557,36 @@ class LeastSquares:
         return np.array([j for j, name in enumerate(self.graph.x_names)
                          if name.startswith(prefix)], dtype=np.int64)
 
+    def su_factor(self, equations):
+        """The factor on the inverse normal matrix of ``equations`` that gives
+        the published s.u.'s: Σ w r² / (N − p), N counting a Friedel pair
+        once (:func:`smtbx.figures.su_variance_factor`); NaN without degrees
+        of freedom."""
+        if self.n_independent is None:
+            self.n_independent = independent_reflections(self.model.space_group, self.data.hkl)
+        return su_variance_factor(equations.figures.sum_w_r_sq, self.n_independent,
+                                  self.n_parameters)
+
+    def shift_over_su(self, equations, shifts):
+        """shift / s.u. with the published s.u.'s (:meth:`su_factor`); the
+        unscaled inverse where there are no degrees of freedom."""
+        ratio = equations.shift_over_su(shifts, scaled=False)
+        factor = self.su_factor(equations)
+        return ratio / math.sqrt(factor) if factor > 0 else ratio
+
     def _solve(self, equations, damping, held):
         """Shifts (limited, zero where ``held``), |shift/s.u.| of the
         applied shifts, the scale the limit applied, and max |shift/s.u.|
         undamped (held ones included)."""
         shifts = equations.solve(damping=damping)
         shifts[held] = 0.0
-        ratio = np.abs(equations.shift_over_su(shifts))
+        ratio = np.abs(self.shift_over_su(equations, shifts))
         scale = 1.0
         if ratio.size and ratio.max() > self.shift_limit:
             scale = self.shift_limit / ratio.max()
         undamped = ratio
         if damping > self.base_damping:
-            undamped = np.abs(equations.shift_over_su(
+            undamped = np.abs(self.shift_over_su(equations,
                 equations.solve(damping=self.base_damping)))
         return shifts * scale, ratio * scale, scale, float(undamped.max(initial=0.0))
 

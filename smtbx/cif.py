@@ -25,7 +25,7 @@ import gemmi
 import numpy as np
 
 from .errors import OutputError
-from .fcf import write_text_atomically
+from .output import write_text_atomically
 from .figures import independent_reflections, su_variance_factor
 from .geometry import symmetry_code
 
@@ -237,6 +237,9 @@ class RefinementSummary:
     extinction : (float, float) or None
         EXTI and its s.u.
     flack : smtbx.absolute.FlackEstimate or None
+    twin_fractions : list of (float, float)
+        Each twin component's fraction and s.u. (empty: untwinned), written
+        as the _twin_individual_ loop.
     wavelength : float
     theta_min, theta_max : float
         Degrees, of the reflections used.
@@ -264,6 +267,7 @@ class RefinementSummary:
     theta_max: float
     extinction: tuple | None = None
     flack: object = None
+    twin_fractions: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
 
@@ -396,6 +400,10 @@ def _refine(block, s):
     block.set_pair("_refine_diff_density_rms", f"{s.diff_density_rms:.3f}")
     for tag, value in s.extra.items():
         block.set_pair(tag, _q(value))
+    if s.twin_fractions:
+        loop = block.init_loop("_twin_individual_", ["id", "mass_fraction_refined"])
+        for i, (fraction, su) in enumerate(s.twin_fractions, start=1):
+            loop.add_row([str(i), format_su(fraction, su)])
 
 
 def _atoms(block, a):

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from importlib import metadata
 
 import gemmi
@@ -57,6 +56,7 @@ from .fcf import fcf_document
 from .figures import starting_figures
 from .geometry import DerivedGeometry, angle_table, bond_table, torsion_table
 from .lst import cycle_header, cycle_line, format_lst
+from .output import stage_text
 from .refine import LeastSquares, RefinementDiverged
 from .restraints import WEIGHT_RULE
 from .shelx import format_res, read_shelx
@@ -167,18 +167,7 @@ def _check_output(path, inputs):
 def _stage(path, text, inputs):
     """Write ``text`` to a temporary file beside ``path``; returns (tmp, target)."""
     target = _check_output(path, inputs)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".smtbx-", suffix=os.path.splitext(path)[1],
-                                   dir=os.path.dirname(target))
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp, target
+    return stage_text(target, text), target
 
 
 def _write_all(outputs, inputs):
@@ -398,7 +387,7 @@ def publication(model, least_squares, refinement, name, n_threads=1):
         shift_su_mean=last.mean_shift_su, diff_density_max=density["max"],
         diff_density_min=density["min"], diff_density_rms=density["rms"],
         wavelength=model.wavelength, theta_min=float(theta.min()), theta_max=float(theta.max()),
-        extinction=extinction, flack=flack, extra=extra)
+        extinction=extinction, flack=flack, twin_fractions=twin_fractions, extra=extra)
     list_code = 6 if (_instruction(model, "LIST") or [4])[0] == 6 else 4
     if list_code == 4:
         fcf = fcf_document(4, name, model.cell, model.space_group, data.hkl, data.fo_sq,

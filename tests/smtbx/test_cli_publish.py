@@ -18,7 +18,7 @@ import pytest
 
 import smtbx
 from smtbx import cli
-from smtbx.cif import check_cif, parse_su
+from smtbx.cif import check_cif, format_su, parse_su
 
 slow = pytest.mark.skipif(os.environ.get("SMTBX_SLOW") != "1",
                           reason="full refinement of a larger set: set SMTBX_SLOW=1")
@@ -184,6 +184,11 @@ def test_cc_invtwin_twin_fractions_and_flack(small_data, tmp_path, capsys):
     block = gemmi.cif.read(f"{prefix}.cif").sole_block()
     check_round_trip(block, prefix, source)
     assert block.find_value("_refine_ls_abs_structure_details") == "'Refined as an inversion twin.'"
+    # the fractions with their s.u.'s, as the JSON has them
+    table = block.find("_twin_individual_", ["id", "mass_fraction_refined"])
+    assert [row[0] for row in table] == ["1", "2"]
+    assert [parse_su(row[1]) for row in table] == [
+        parse_su(format_su(f["value"], f["su"])) for f in result["twin_fractions"]]
     fcf, _ = fcf_rows(prefix)
     assert len(fcf.find_values("_refln_index_h")) == result["n_reflections"] == 11096
 

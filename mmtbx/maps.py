@@ -54,6 +54,9 @@ def write_map_coefficients(path, unit_cell, space_group, hkl, two_fo_fc, fo_fc, 
     os.close(fd)
     try:
         mtz.write_to_file(tmp)
+        mask = os.umask(0)          # a new file's permissions, not mkstemp's 0600
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
         if os.path.exists(tmp):

@@ -7,29 +7,13 @@ with gemmi.cif.
   |Fc| and the phase of Fc in degrees — the coefficients of Fourier maps.
 """
 
-import os
-import tempfile
-
 import gemmi
 import numpy as np
 
 from .errors import OutputError
+from .output import write_text_atomically
 
-__all__ = ["fcf_document", "write_fcf", "write_text_atomically"]
-
-
-def write_text_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder
-    and a rename, so that a reader never sees half a file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write: {err.strerror}") from None
+__all__ = ["fcf_document", "write_fcf"]
 
 
 def _cell_items(block, unit_cell, space_group):

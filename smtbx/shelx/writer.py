@@ -10,12 +10,12 @@ model was read from.
 """
 
 import os
-import tempfile
 
 import numpy as np
 
 from .. import model as m
 from ..errors import OutputError
+from ..output import write_text_atomically
 from . import codes
 
 #: SHELX order of the six Uij from the model order 11 22 33 12 13 23.
@@ -307,13 +307,4 @@ def write_res(model, path):
             and os.path.samefile(path, model.source):
         raise OutputError(f"{path}: refusing to overwrite the file the model was read from")
     text = format_res(model)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".smtbx-", suffix=".res", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomically(path, text)

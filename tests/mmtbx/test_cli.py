@@ -2,7 +2,9 @@
 
 import argparse
 import json
+import os
 import shutil
+import stat
 
 import gemmi
 import numpy as np
@@ -48,6 +50,9 @@ def test_map_coefficients_follow_read_1986(macro_data, tmp_path):
     assert np.allclose(diff, (fom * fo - d * np.abs(fm)) * phase)
     path = tmp_path / "m.mtz"
     write_map_coefficients(path, data.unit_cell, data.space_group, hkl, two, diff, fom)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask      # not mkstemp's 0600
     back = gemmi.read_mtz_file(str(path))
     fwt = np.asarray(back.array)[:, 3] * np.exp(1j * np.radians(np.asarray(back.array)[:, 4]))
     assert np.allclose(fwt, two, rtol=1e-5, atol=1e-4)

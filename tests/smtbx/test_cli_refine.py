@@ -3,7 +3,9 @@
 
 import copy
 import json
+import os
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -71,6 +73,13 @@ def test_refine_ins_writes_res_lst_json(tmp_path, capsys):
     assert "HKLF" in head and not any(line.startswith("Q") for line in head.splitlines())
     assert f"FVAR {result['osf']:.5f}" in head
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".smtbx-")] == []
+    # the outputs get a new file's permissions (0666 less the umask), not the
+    # temporary file's private 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    for suffix in (".res", ".lst", ".cif", ".fcf"):
+        assert stat.S_IMODE((tmp_path / ("t" + suffix)).stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o666 & ~mask
     # the written model, evaluated again, gives the reported figures
     code, out, _ = run([stem, "--cycles", "0", "--json", tmp_path / "again.json"], capsys)
     assert code == 0

@@ -32,7 +32,13 @@ the defaults and DEFS already applied by the reader):
   SAME"), distances linked by a SADI or by any chain of SAME correspondences
   form one set (σ of its first distance: the SADI's, s1 for 1,2 and s2 for
   1,3 distances); cc_invtwin's 45 listed sets are reproduced exactly.
-* FLAT: the p − 3 chiral volumes of (a1, a2, a3, ak) restrained to zero.
+* FLAT: the p − 3 chiral volumes of (a1, a2, a3, ak) restrained to zero:
+  the triple product (the CHIV algebra, not the tetrahedron's volume, which
+  is a sixth of it), σ in Å³.  SHELXL's converged models are stationary with
+  this and not with σ on a sixth of it or on distances from the
+  least-squares plane (tests/smtbx/test_restraints.py): p31c_sad's
+  FLAT 0.1 P1 N1 C3 H1 stays 0.89 Å³ from zero (|Z| 8.9) there, the data
+  holding the amine H out of the plane against it.
 * CHIV V: the chiral volume of each named atom with its three non-hydrogen
   neighbours (in connectivity order, nearest first).
 * DELU s1 s2 (Hirshfeld rigid bond) and RIGU s1 s2: the bonds (1,2, σ s1)

@@ -1,7 +1,6 @@
 """Site symmetry in every space-group type: special positions built by
 averaging a random point over a finite cyclic subgroup that fixes a point."""
 
-import gemmi
 import numpy as np
 import pytest
 

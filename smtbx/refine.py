@@ -381,10 +381,6 @@ class LeastSquares:
                  else f"u_iso = {table.u_iso[i]}")
             raise RefinementDiverged(f"atom {self._labels[i]!r}: the shifts made its ADP "
                                      f"non-positive definite ({u})", self._labels[i])
-        bad = [i for i, v in enumerate(arrays["occupancies"]) if not math.isfinite(v)]
-        if bad:
-            raise RefinementDiverged(f"atom {self._labels[bad[0]]!r}: occupancy is not finite",
-                                     self._labels[bad[0]])
         self.sf.scatterers = table
         self._extinction = None
         if arrays["extinction"] is not None and arrays["extinction"] != 0 \

@@ -252,9 +252,10 @@ def test_suggested_weights_flatten_the_variance():
     assert (a2, b2) == pytest.approx((a, b), rel=1e-6)
 
 
-def break_c4_after_the_start(monkeypatch, least_squares):
-    """Make every step away from the current x give C4 a U that is not
-    positive definite (U12 = 10 U11); returns that starting x."""
+def break_c4_after_the_start(monkeypatch, least_squares, damage="npd"):
+    """Make every step away from the current x unusable at C4: ``"npd"``
+    gives it a U that is not positive definite (U12 = 10 U11), ``"nan"`` a
+    NaN occupancy; returns that starting x."""
     start = least_squares.graph.x.copy()
     labels = [s.label for s in least_squares.model.scatterers]
     move = LeastSquares._move_to
@@ -262,8 +263,12 @@ def break_c4_after_the_start(monkeypatch, least_squares):
     def broken(self, x):
         move(self, x)
         if not np.array_equal(x, start):
-            u = self.graph.u_index[labels.index("C4")]
-            self.graph.y[u[3]] = 10 * self.graph.y[u[0]]
+            c4 = labels.index("C4")
+            if damage == "npd":
+                u = self.graph.u_index[c4]
+                self.graph.y[u[3]] = 10 * self.graph.y[u[0]]
+            else:
+                self.graph.y[self.graph.occupancy_index[c4]] = np.nan
 
     monkeypatch.setattr(LeastSquares, "_move_to", broken)
     return start
@@ -281,6 +286,19 @@ def test_divergence_names_the_atom(monkeypatch):
     assert info.value.atom == "C4"
     # the model keeps the last usable parameters
     assert np.all(np.isfinite(model.sites_frac))
+    assert np.array_equal(least_squares.graph.x, start)
+
+
+def test_a_nan_occupancy_stops_the_refinement_naming_the_atom(monkeypatch):
+    truth = smtbx.read_ins(DEMO_MODEL)
+    model = copy.deepcopy(truth)
+    perturb(model)
+    least_squares = LeastSquares(model, data=simulate(truth), n_threads=2)
+    start = break_c4_after_the_start(monkeypatch, least_squares, damage="nan")
+    with pytest.raises(RefinementDiverged, match=r"atom 'C4' \(C\): occupancy is not finite: nan") \
+            as info:
+        least_squares.run(5)
+    assert info.value.atom == "C4"
     assert np.array_equal(least_squares.graph.x, start)
 
 

@@ -20,7 +20,7 @@ K the overall scale (Fo² ≈ K Fc², K = osf² from FVAR 1):
 * the factor on the inverse normal matrix behind the published s.u.'s
   (:func:`su_variance_factor`): Σ w r² / (N − p), N the reflections with each
   Friedel pair counted once (:func:`independent_reflections`), restraints in
-  neither sum.  This is SHELXL's: it reproduces the s.u.'s of seven
+  neither sum.  This is SHELXL's: it reproduces the s.u.'s of eight
   published SHELXL refinements (tests/smtbx/test_cif.py).
 """
 

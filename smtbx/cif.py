@@ -3,9 +3,10 @@
 The writer composes a data block from explicit inputs: the cell (with its
 s.u.'s), the space group, the atom sites with s.u.'s (:func:`atom_sites`
 propagates them from Var(x) through the graph's Jacobian, Var(y) = J Var(x)
-Jᵀ; :func:`su_covariance` gives Var(x) scaled as SHELXL scales it), the
-geometry tables (:mod:`smtbx.geometry`), the refinement figures,
-the residual density, the reflection counts and the .res/.hkl texts.
+Jᵀ; :meth:`smtbx.refine.LeastSquares.su_covariance` gives Var(x) scaled as
+SHELXL scales it), the geometry tables (:mod:`smtbx.geometry`), the
+refinement figures, the residual density, the reflection counts and the
+.res/.hkl texts.
 
 Values with an s.u. follow the CIF convention: the s.u. in parentheses in
 units of the last digit, with two digits when they start with 1 and one
@@ -26,11 +27,10 @@ import numpy as np
 
 from .errors import OutputError
 from .output import write_text_atomically
-from .figures import independent_reflections, su_variance_factor
 from .geometry import symmetry_code
 
 __all__ = ["AtomSites", "RefinementSummary", "REQUIRED_ITEMS", "atom_sites", "check_cif",
-           "cif_document", "format_su", "parse_su", "su_covariance", "write_cif", "y_covariance"]
+           "cif_document", "format_su", "parse_su", "write_cif", "y_covariance"]
 
 
 def format_su(value, su, decimals=None):
@@ -118,31 +118,6 @@ class AtomSites:
     disorder_group: np.ndarray
 
 
-def su_covariance(equations, space_group, hkl, n_parameters):
-    """Var(x) behind the published s.u.'s: the inverse of the normal matrix
-    (restraints included) times Σ w r² / (N − p), N the reflections with each
-    Friedel pair counted once (:func:`smtbx.figures.su_variance_factor` says
-    why, and what it reproduces).
-
-    Parameters
-    ----------
-    equations : lstbx.NormalEquations
-        Finalised, at the final model.
-    space_group : sgtbx.SpaceGroup
-    hkl : int (m, 3)
-        The reflections the equations were built from.
-    n_parameters : int
-        p as the GoF counts it (the scale included).
-
-    Returns
-    -------
-    float64 (n_x, n_x)
-    """
-    factor = su_variance_factor(equations.figures.sum_w_r_sq,
-                                independent_reflections(space_group, hkl), n_parameters)
-    return equations.covariance(scaled=False) * factor
-
-
 def y_covariance(jacobian, covariance, rows):
     """Covariance (k, k) of the y entries ``rows``: J[rows] Var(x) J[rows]ᵀ
     (e.g. EXTI's s.u. for _refine_ls_extinction_coef, or the BASF block for
@@ -171,7 +146,7 @@ def atom_sites(model, graph, covariance_x):
     graph : smtbx.reparametrisation.Reparametrisation
         At the final x (``graph.y``, ``graph.jacobian``).
     covariance_x : float64 (n_x, n_x)
-        Var(x), the x block (:func:`su_covariance`).
+        Var(x), the x block (:meth:`smtbx.refine.LeastSquares.su_covariance`).
     """
     from .model import RidingGroup
 

@@ -49,7 +49,7 @@ import sftbx
 
 from .absolute import FlackEstimate, parsons_flack
 from .cif import (RefinementSummary, atom_sites, check_cif, cif_document, format_su,
-                  su_covariance, y_covariance)
+                  y_covariance)
 from .connectivity import Connectivity
 from .errors import OutputError, ShelxSyntaxError
 from .fcf import fcf_document
@@ -311,8 +311,7 @@ def publication(model, least_squares, refinement, name, n_threads=1):
     Publication
     """
     graph, data = least_squares.graph, least_squares.data
-    cov = su_covariance(refinement.equations, model.space_group, data.hkl,
-                        least_squares.n_parameters)
+    cov = least_squares.su_covariance(refinement.equations)
     sites = atom_sites(model, graph, cov)
     geometry = DerivedGeometry(model.cell, sites.sites_frac,
                                graph.jacobian[graph.site_index.ravel()], cov,

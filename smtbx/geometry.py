@@ -144,7 +144,7 @@ class DerivedGeometry:
     site_jacobian : scipy.sparse matrix or array, (3n, n_x), optional
         ∂(sites, flattened atom by atom)/∂x, e.g. ``graph.jacobian[graph.site_index.ravel()]``.
     covariance_x : float64 (n_x, n_x), optional
-        Var(x) (:func:`smtbx.cif.su_covariance`); None: no contribution
+        Var(x) (:meth:`smtbx.refine.LeastSquares.su_covariance`); None: no contribution
         from the model (cell s.u.'s only).
     labels : sequence of str, optional
     space_group : sgtbx.SpaceGroup, optional

@@ -164,19 +164,14 @@ def format_lst(model, data, refinement, least_squares, header, warnings=(),
     return "\n".join(out) + "\n"
 
 
-def _su_factor(refinement, least_squares):
-    """The factor on the inverse normal matrix for the s.u.'s
-    (:meth:`smtbx.refine.LeastSquares.su_factor`; the CIF's too)."""
-    return least_squares.su_factor(refinement.equations)
-
-
 def parameter_sus(refinement, least_squares):
     """s.u.'s of x from the last accepted cycle's equations, scaled as the
-    CIF's (NaN without degrees of freedom)."""
+    CIF's (:meth:`smtbx.refine.LeastSquares.su_factor`; NaN without degrees
+    of freedom)."""
     equations = refinement.equations
     if equations is None:
         return []
-    variances = np.diag(equations.covariance(scaled=False)) * _su_factor(refinement, least_squares)
+    variances = np.diag(equations.covariance(scaled=False)) * least_squares.su_factor(equations)
     return list(np.sqrt(np.maximum(variances, 0.0)))
 
 
@@ -185,11 +180,7 @@ def _osf_su(refinement, least_squares):
     equations = refinement.equations
     if equations is None:
         return None
-    try:
-        variance = equations.scale_factor_variance(scaled=False) * _su_factor(refinement,
-                                                                               least_squares)
-    except ValueError:
-        return None
+    variance = equations.scale_factor_variance(scaled=False) * least_squares.su_factor(equations)
     if not math.isfinite(variance):
         return None
     sigma = math.sqrt(max(variance, 0.0))

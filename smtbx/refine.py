@@ -563,6 +563,11 @@ class LeastSquares:
         return su_variance_factor(equations.figures.sum_w_r_sq, self.n_independent,
                                   self.n_parameters)
 
+    def su_covariance(self, equations):
+        """Var(x) behind the published s.u.'s: the inverse normal matrix of
+        ``equations`` (restraints included) times :meth:`su_factor`."""
+        return equations.covariance(scaled=False) * self.su_factor(equations)
+
     def shift_over_su(self, equations, shifts):
         """shift / s.u. with the published s.u.'s (:meth:`su_factor`); the
         unscaled inverse where there are no degrees of freedom."""

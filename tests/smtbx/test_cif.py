@@ -14,7 +14,7 @@ import sgtbx
 import smtbx
 from smtbx.absolute import parsons_flack
 from smtbx.cif import (RefinementSummary, atom_sites, check_cif, format_su,
-                       parse_su, su_covariance, write_cif, y_covariance)
+                       parse_su, write_cif, y_covariance)
 from smtbx.connectivity import Connectivity
 from smtbx.data import reduce_observations
 from smtbx.errors import OutputError
@@ -179,12 +179,12 @@ def _deposited(small_data, folder, stem):
 
 
 def _ratios(small_data, folder, stem, cif):
-    """Median ratios of our s.u.'s (:func:`su_covariance`) to the published
+    """Median ratios of our s.u.'s (LeastSquares.su_covariance) to the published
     ones: non-H coordinates (riding atoms left out) and bonds between non-H
     atoms; and the largest |our coordinate − published| / published s.u."""
     model, ls, equations = _deposited(small_data, folder, stem)
     graph = ls.graph
-    cov = su_covariance(equations, model.space_group, ls.data.hkl, ls.n_parameters)
+    cov = ls.su_covariance(equations)
     sites = atom_sites(model, graph, cov)
     published, pub_block = _published_atoms(small_data / folder / cif)
     heavy = [(i, label) for i, label in enumerate(sites.labels)
@@ -270,7 +270,7 @@ def test_polar_axis_sus_as_published(small_data, folder, stem, cif, axes):
     ratios to the published s.u.'s along the polar axes: sucrose y 1.04,
     p31c_sad z 1.01, cc_invtwin (Cc, inversion twin) x 0.94, z 0.96."""
     model, ls, equations = _deposited(small_data, folder, stem)
-    cov = su_covariance(equations, model.space_group, ls.data.hkl, ls.n_parameters)
+    cov = ls.su_covariance(equations)
     sites = atom_sites(model, ls.graph, cov)
     published, _ = _published_atoms(small_data / folder / cif)
     polar = [int(np.flatnonzero(v)[0]) for v in model.space_group.polar_directions]
@@ -289,7 +289,7 @@ def test_inversion_twin_fraction_su_as_published(small_data):
     published 0.16(10).  At the deposited model our BASF s.u. is 0.096 (it
     was 0.062 with the restrained GoF² as the factor)."""
     model, ls, equations = _deposited(small_data, "cc_invtwin", "disorder")
-    cov = su_covariance(equations, model.space_group, ls.data.hkl, ls.n_parameters)
+    cov = ls.su_covariance(equations)
     graph = ls.graph
     basf = graph.y[graph.basf_index]
     su = np.sqrt(np.diag(y_covariance(graph.jacobian, cov, graph.basf_index)))

@@ -126,7 +126,8 @@ def _report(model, figures, data, out):
                   f"{'kept apart' if data.anomalous else 'merged'}")
         print(f"  HKLF 4: {counts['lines']} lines, {counts['outside_resolution']} outside the "
               f"resolution limits, {counts['absent']} systematically absent, {merged}, "
-              f"{counts['omitted']} omitted (OMIT h k l): {counts['unique']} reflections", file=out)
+              f"{counts['omitted']} omitted (OMIT h k l): {counts['unique']} reflections, "
+              f"{counts['raised']} with Fo^2 < -sigma raised to -sigma", file=out)
     extras = []
     if ins.exti:
         extras.append(f"EXTI {ins.exti}")

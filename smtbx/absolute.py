@@ -52,24 +52,30 @@ class FlackEstimate:
 
 def friedel_pairs(space_group, hkl):
     """Indices (i, j) of the reflections whose Friedel mate (or an equivalent
-    of it) is also in ``hkl``, i the one in the asymmetric unit's + half.
+    of it) is also in ``hkl`` (unique reflections, as merged data are), i
+    the one listed first.
 
     Returns
     -------
     plus, minus : int64 (n_pairs,)
     """
     hkl = np.asarray(hkl, dtype=np.int32)
-    mapping = sgtbx.map_to_asu(space_group, hkl, anomalous=True)
-    asu = mapping.hkl
-    flipped = sgtbx.map_to_asu(space_group, -hkl, anomalous=True).hkl
-    where = {tuple(h): i for i, h in enumerate(asu.tolist())}
-    plus, minus = [], []
-    for i, h in enumerate(flipped.tolist()):
-        j = where.get(tuple(h))
-        if j is not None and i < j:
-            plus.append(i)
-            minus.append(j)
-    return np.array(plus, dtype=np.int64), np.array(minus, dtype=np.int64)
+    if len(hkl) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    asu = sgtbx.map_to_asu(space_group, hkl, anomalous=True).hkl.astype(np.int64)
+    flipped = sgtbx.map_to_asu(space_group, -hkl, anomalous=True).hkl.astype(np.int64)
+    reach = int(max(np.abs(asu).max(), np.abs(flipped).max())) + 1
+    base = 2 * reach + 1
+
+    def keys(h):
+        return ((h[:, 0] + reach) * base + h[:, 1] + reach) * base + h[:, 2] + reach
+
+    own, mate = keys(asu), keys(flipped)
+    order = np.argsort(own, kind="stable")
+    j = order[np.minimum(np.searchsorted(own[order], mate), len(own) - 1)]
+    i = np.arange(len(hkl))
+    pair = (own[j] == mate) & (i < j)
+    return i[pair].astype(np.int64), j[pair].astype(np.int64)
 
 
 def parsons_flack(space_group, hkl, fo_sq, sig_fo_sq, fc_sq_plus, fc_sq_minus):

@@ -5,10 +5,11 @@ Two structures, one thread on both sides, best of --repeats:
 
 * alga_p21c (../shared/data/small): 128 atoms, 945 parameters, 10 786
   reflections as SHELXL merges them; the file's riding H and constraints on
-  both sides, restraints on neither (ours are not connected yet, so cctbx's
-  are left out too).  iotbx cannot read the file's ``RESI 0`` lines: cctbx
-  reads a copy with ``RESI 0 MAIN`` and without the restraint lines, and stock iotbx chains the
-  PART 1/2 occupancies wrongly (cctbx's wR2 differs for that reason);
+  both sides, restraints on neither (iotbx cannot read the file's ``RESI 0``
+  lines and residue-qualified restraints: cctbx reads a copy with
+  ``RESI 0 MAIN`` and without the restraint lines, and ours is given none).
+  Stock iotbx chains the PART 1/2 occupancies wrongly (cctbx's wR2 differs
+  for that reason);
 * a synthetic P2₁/c structure of 100 anisotropic atoms (C, N, O; fixed seed),
   900 parameters, with F² simulated from it to 0.75 Å.
 

@@ -855,6 +855,15 @@ for _k in range(N_KINDS):
     GRADS[_k] = NULL
 GRADS[PLANARITY] = _planarity_gradient
 
+# atoms and rows per proxy where the type fixes them (0: variable)
+cdef int[17] FIXED_ATOMS
+cdef int[17] FIXED_ROWS
+for _k, (_atoms, _rows) in enumerate([(2, 1), (3, 1), (4, 1), (4, 1), (0, 0), (0, 0), (0, 0),
+                                      (2, 1), (2, 1), (2, 1), (2, 3), (2, 6), (1, 6), (0, 0),
+                                      (1, 1), (0, 0), (2, 1)]):
+    FIXED_ATOMS[_k] = _atoms
+    FIXED_ROWS[_k] = _rows
+
 
 # ---------------------------------------------------------------------------
 # drivers
@@ -990,6 +999,7 @@ cdef struct Proxies:
     const double* u
     int nu
     bint simple          # no operations and no shifts at all
+    int kind
 
 
 ctypedef int (*chunk_fn)(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
@@ -997,16 +1007,17 @@ ctypedef int (*chunk_fn)(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double*
                          double* grad_u, double* e, long long* bad) noexcept nogil
 
 
-cdef inline int _chunk(rows_fn rows, grad_fn grad, int fixed_p, int fixed_rows,
-                       const Proxies* d, Py_ssize_t k0,
-                       Py_ssize_t k1, double* buf, int max_atoms, int max_rows,
-                       double* grad_sites, double* grad_u, double* e_out,
-                       long long* bad) noexcept nogil:
-    """Residual sum and gradient of proxies k0..k1-1, added into e_out and the
-    gradient arrays (on failure the proxy goes to bad[0] and its status is
-    returned).  Instantiated once per type with ``rows``, ``grad`` and, where
-    the type fixes them, the numbers of atoms and rows per proxy
-    (``fixed_p``, ``fixed_rows``; 0 if variable) as constants."""
+cdef int _chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
+                int max_atoms, int max_rows, double* grad_sites, double* grad_u,
+                double* e_out, long long* bad) noexcept nogil:
+    """Residual sum and gradient of proxies k0..k1-1 of any type, added into
+    e_out and the gradient arrays (on failure the proxy goes to bad[0] and its
+    status is returned).  The type's functions and shape come from the
+    dispatch tables; proxies without symmetry mates of the commonest types
+    take the direct loops further down instead."""
+    cdef rows_fn rows = ROWS[d.kind]
+    cdef grad_fn grad = GRADS[d.kind]
+    cdef int fixed_p = FIXED_ATOMS[d.kind], fixed_rows = FIXED_ROWS[d.kind]
     cdef int nu = d.nu
     cdef int nuw = nu if nu else 1
     cdef double* xs = buf
@@ -1060,108 +1071,6 @@ cdef inline int _chunk(rows_fn rows, grad_fn grad, int fixed_p, int fixed_rows,
                                 grad_u + nu * i)
     e_out[0] += total
     return 0
-
-
-cdef int _bond_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_bond_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _angle_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_angle_rows, NULL, 3, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _dihedral_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_dihedral_rows, NULL, 4, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _chirality_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_chirality_rows, NULL, 4, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _planarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_planarity_rows, _planarity_gradient, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _flat_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_flat_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _bond_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_bond_similarity_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _nonbonded_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_nonbonded_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _bump_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_bump_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _rigid_bond_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_rigid_bond_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _rigu_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_rigu_rows, NULL, 2, 3, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _adp_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_adp_similarity_rows, NULL, 2, 6, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _isotropic_adp_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_isotropic_adp_rows, NULL, 1, 6, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _ueq_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_ueq_similarity_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _fixed_ueq_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_fixed_ueq_rows, NULL, 1, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _volume_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_volume_similarity_rows, NULL, 0, 0, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
-
-
-cdef int _b_similarity_chunk(const Proxies* d, Py_ssize_t k0, Py_ssize_t k1, double* buf,
-        int max_atoms, int max_rows, double* gs, double* gu, double* e,
-        long long* bad) noexcept nogil:
-    return _chunk(_b_similarity_rows, NULL, 2, 1, d, k0, k1, buf, max_atoms, max_rows, gs, gu, e, bad)
 
 
 # Residual sums of the fixed-size geometry types when no atom is a symmetry
@@ -1411,24 +1320,6 @@ FAST[ANGLE] = _angle_fast
 FAST[DIHEDRAL] = _dihedral_fast
 FAST[CHIRALITY] = _chirality_fast
 
-cdef chunk_fn[17] CHUNKS
-CHUNKS[BOND] = _bond_chunk
-CHUNKS[ANGLE] = _angle_chunk
-CHUNKS[DIHEDRAL] = _dihedral_chunk
-CHUNKS[CHIRALITY] = _chirality_chunk
-CHUNKS[PLANARITY] = _planarity_chunk
-CHUNKS[FLAT] = _flat_chunk
-CHUNKS[BOND_SIMILARITY] = _bond_similarity_chunk
-CHUNKS[NONBONDED] = _nonbonded_chunk
-CHUNKS[BUMP] = _bump_chunk
-CHUNKS[RIGID_BOND] = _rigid_bond_chunk
-CHUNKS[RIGU] = _rigu_chunk
-CHUNKS[ADP_SIMILARITY] = _adp_similarity_chunk
-CHUNKS[ISOTROPIC_ADP] = _isotropic_adp_chunk
-CHUNKS[UEQ_SIMILARITY] = _ueq_similarity_chunk
-CHUNKS[FIXED_UEQ] = _fixed_ueq_chunk
-CHUNKS[VOLUME_SIMILARITY] = _volume_similarity_chunk
-CHUNKS[B_SIMILARITY] = _b_similarity_chunk
 
 
 
@@ -1470,6 +1361,7 @@ cdef class ResidualSum:
         self.d.urot = &u_rot[0, 0, 0] if u_rot.shape[0] else NULL
         self.d.nu = nu
         self.d.simple = simple
+        self.d.kind = kind
 
     def __call__(self, const double[:, ::1] sites_cart, const double[:, ::1] u,
                  double[:, :, ::1] grad_sites, double[:, :, ::1] grad_u, int n_threads):
@@ -1482,7 +1374,7 @@ cdef class ResidualSum:
         cdef Py_ssize_t m = self.m
         cdef Proxies d = self.d
         cdef chunk_fn run = (FAST[self.kind] if d.simple and FAST[self.kind] != NULL
-                             else CHUNKS[self.kind])
+                             else _chunk)
         cdef int nu = self.nu
         cdef int nuw = nu if nu else 1
         cdef int max_atoms = self.max_atoms, max_rows = self.max_rows

@@ -200,19 +200,13 @@ cdef int _bond_rows(int p, const double* x, const double* u, const double* par,
 cdef int _bump_rows(int p, const double* x, const double* u, const double* par,
                     const double* rw, int nrow, double* delta, double* dx,
                     double* du) noexcept nogil:
-    cdef double e[3]
-    cdef double d = _unit(x, x + 3, e)
-    cdef int c
-    if d <= 0.0:
-        return 1
-    if d >= par[0]:
+    # a bond held at d >= d_min only: no residual and no derivative beyond it
+    cdef int c, status = _bond_rows(p, x, u, par, rw, nrow, delta, dx, du)
+    if status == 0 and delta[0] <= 0.0:
         delta[0] = 0.0
-        return 0
-    delta[0] = par[0] - d
-    for c in range(3):
-        dx[c] = -e[c]
-        dx[3 + c] = e[c]
-    return 0
+        for c in range(6):
+            dx[c] = 0.0
+    return status
 
 
 cdef inline double _prolsq(double d, const double* par, double* dvalue) noexcept nogil:

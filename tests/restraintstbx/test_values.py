@@ -61,6 +61,9 @@ def test_hand_worked_values():
     # BUMP: one-sided
     bump = rt.BumpProxies([[0, 1], [0, 2]], 3.2, 0.1)
     np.testing.assert_allclose(bump.deltas(y), [0.2, 0.0], atol=1e-14)
+    rows = bump.design_rows(y).sites.toarray()
+    np.testing.assert_allclose(rows[0], [-1, 0, 0, 1, 0, 0, 0, 0, 0])   # d distance / d x
+    assert not rows[1].any()                    # beyond d_min: no pull either way
     # SADI: distances 3 and 4, weighted mean with weights 1 and 3 is 3.75
     sadi = rt.BondSimilarityProxies([[[0, 1], [0, 2]]], [[1.0, 3 ** -0.5]])
     np.testing.assert_allclose(sadi.deltas(y), [0.75, -0.25])

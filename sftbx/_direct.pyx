@@ -399,11 +399,13 @@ cdef class _Workspace:
         self.data_v = self.data
         self.blocks_v = self.blocks
 
-    cdef double *mem(self, int tid) noexcept nogil:
-        return &self.data_v[tid, 0]
-
-    cdef Block *block(self, int tid) noexcept nogil:
-        return (<Block *> &self.blocks_v[0]) + tid
+    cdef Block *start(self, int tid, const Problem *p, int ib) noexcept nogil:
+        """Thread tid's Block, bound to its memory and set up for the ib-th
+        block of NB reflections (b.nb of them)."""
+        cdef Block *b = (<Block *> &self.blocks_v[0]) + tid
+        _block_bind(p, b, &self.data_v[tid, 0])
+        _block_setup(p, b, ib * NB, min(NB, p.m - ib * NB))
+        return b
 
 
 # One workspace per Python thread, reused across calls (fresh pages for every
@@ -462,17 +464,14 @@ def f_calc(hkl, rotations, translations, centring, bint centric, t_inv, gstar, t
     cdef double[:, ::1] out_v = out.view(np.float64).reshape(p.m, 2)
     cdef double *out_ptr = &out_v[0, 0] if p.m > 0 else NULL
     cdef int n_blocks = (p.m + NB - 1) // NB
-    cdef int ib, nb, tid
+    cdef int ib, tid
     cdef Block *b
     n_threads = max(1, n_threads)
     # after the Block: acc (SFK_N_VALUE rows), tiso, fr, fi
     cdef _Workspace ws = _workspace(n_threads, _block_doubles(&p) + (SFK_N_VALUE + 3) * NB)
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         tid = threadid()
-        b = ws.block(tid)
-        nb = min(NB, p.m - ib * NB)
-        _block_bind(&p, b, ws.mem(tid))
-        _block_setup(&p, b, ib * NB, nb)
+        b = ws.start(tid, &p, ib)
         _f_calc_block(&p, b, b.tmp + NB, b.tmp + (SFK_N_VALUE + 1) * NB,
                       b.tmp + (SFK_N_VALUE + 2) * NB, b.tmp + (SFK_N_VALUE + 3) * NB, out_ptr)
     return out
@@ -556,10 +555,8 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
     cdef int[::1] flags_v = flags
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         tid = threadid()
-        b = ws.block(tid)
-        nb = min(NB, p.m - ib * NB)
-        _block_bind(&p, b, ws.mem(tid))
-        _block_setup(&p, b, ib * NB, nb)
+        b = ws.start(tid, &p, ib)
+        nb = b.nb
         fr = b.tmp + NB
         fi = fr + NB
         cr = fi + NB
@@ -671,10 +668,8 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
     cdef _Workspace ws = _workspace(n_threads, _block_doubles(&p) + NB * (4 + SFK_N_ANISO + N_SLOTS))
     for ib in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="static"):
         tid = threadid()
-        b = ws.block(tid)
-        nb = min(NB, p.m - ib * NB)
-        _block_bind(&p, b, ws.mem(tid))
-        _block_setup(&p, b, ib * NB, nb)
+        b = ws.start(tid, &p, ib)
+        nb = b.nb
         cr = b.tmp + NB
         ci = cr + NB
         tiso = ci + NB

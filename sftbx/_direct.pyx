@@ -381,6 +381,14 @@ cdef int _first_bad_atom(const Problem *p) noexcept nogil:
     return -1
 
 
+def _columns(columns, int n_atoms):
+    """The parameter map as int32 (n_atoms, N_SLOTS), checked."""
+    cols = np.ascontiguousarray(columns, dtype=np.int32)
+    if cols.shape != (n_atoms, N_SLOTS):
+        raise ValueError(f"columns: expected shape ({n_atoms}, {N_SLOTS}), got {cols.shape}")
+    return cols
+
+
 cdef class _Workspace:
     """Per-thread scratch memory: one row of doubles and one Block per OpenMP
     thread."""
@@ -514,9 +522,7 @@ def design_rows(hkl, rotations, translations, centring, bint centric, t_inv, gst
     keep = _problem_arrays(&p, hkl, rotations, translations, centring, centric, t_inv, gstar,
                            type_index, ff_a, ff_b, ff_c, sites_frac, u_iso, u_star, aniso,
                            occupancies, site_weights, fp, fdp)
-    cols_arr = np.ascontiguousarray(columns, dtype=np.int32)
-    if cols_arr.shape != (p.n_atoms, N_SLOTS):
-        raise ValueError(f"columns: expected shape ({p.n_atoms}, {N_SLOTS}), got {cols_arr.shape}")
+    cols_arr = _columns(columns, p.n_atoms)
     if rows.shape[0] != p.m or y_calc.shape[0] != p.m:
         raise ValueError(f"rows and y_calc must have {p.m} rows, got {rows.shape[0]} and "
                          f"{y_calc.shape[0]}")
@@ -642,9 +648,7 @@ def gradients(hkl, rotations, translations, centring, bint centric, t_inv, gstar
     keep = _problem_arrays(&p, hkl, rotations, translations, centring, centric, t_inv, gstar,
                            type_index, ff_a, ff_b, ff_c, sites_frac, u_iso, u_star, aniso,
                            occupancies, site_weights, fp, fdp)
-    cols_arr = np.ascontiguousarray(columns, dtype=np.int32)
-    if cols_arr.shape != (p.n_atoms, N_SLOTS):
-        raise ValueError(f"columns: expected shape ({p.n_atoms}, {N_SLOTS}), got {cols_arr.shape}")
+    cols_arr = _columns(columns, p.n_atoms)
     if cols_arr.max(initial=-1) >= n_params:
         raise ValueError(f"a parameter column is beyond n_params = {n_params}")
     da = np.ascontiguousarray(dT_dA, dtype=np.float64)

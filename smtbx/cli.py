@@ -57,7 +57,7 @@ from .figures import starting_figures
 from .geometry import DerivedGeometry, angle_table, bond_table, torsion_table
 from .lst import cycle_header, cycle_line, format_lst
 from .output import stage_text
-from .refine import LeastSquares, RefinementDiverged
+from .refine import RIDING, RIDING_MODELS, LeastSquares, RefinementDiverged
 from .restraints import WEIGHT_RULE
 from .shelx import format_res, read_shelx
 from .structure import dispersion, structure_factors
@@ -90,6 +90,10 @@ def add_arguments(parser):
     refine.add_argument("--target", choices=("F2", "F"), default="F2",
                         help="refine on F^2 with SHELXL's weights (default) or on F with "
                              "weights 1/sigma(F)^2")
+    refine.add_argument("--riding", choices=RIDING, default="shelxl",
+                        help="riding hydrogen atoms: SHELXL's riding model (default; they "
+                             "move with their pivots within a cycle and the cycles converge "
+                             "to SHELXL's model) or exact derivatives through their geometry")
     compute = parser.add_argument_group("computation")
     compute.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
                          help="threads for the structure factors (default 2)")
@@ -527,11 +531,14 @@ def main(args):
     for path in tuple(prefix + x for x in suffixes) + ((args.json,) if args.json else ()):
         _check_output(path, inputs)
     target = "fc_sq" if args.target == "F2" else "fc"
-    least_squares = LeastSquares(model, target=target, n_threads=args.threads)
+    least_squares = LeastSquares(model, target=target, n_threads=args.threads,
+                                 riding=args.riding)
     if not args.quiet:
         _warn(model.warnings)
         if least_squares.shelx_restraints is not None and least_squares.n_restraints:
             print(f"{least_squares.n_restraints} restraints; {WEIGHT_RULE}")
+        if least_squares.graph.has_riding:
+            print(RIDING_MODELS[args.riding])
         print(cycle_header(), flush=True)
 
     def progress(cycle):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .refine import RIDING_MODELS
 from .restraints import WEIGHT_RULE
 
 
@@ -128,6 +129,8 @@ def format_lst(model, data, refinement, least_squares, header, warnings=(),
                f"{'-' if ls.n_restraints is None else ls.n_restraints} restraints")
     if ls.shelx_restraints is not None and ls.n_restraints:
         out.append(WEIGHT_RULE)
+    if ls.graph.has_riding:
+        out.append(RIDING_MODELS[ls.riding])
     for warning in warnings:
         out.append(f"warning: {warning}")
     out += ["", cycle_header()]

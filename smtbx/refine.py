@@ -3,7 +3,13 @@
 One cycle (:meth:`LeastSquares.cycle`):
 
 1. the reparametrisation graph gives y(x) and J = ∂y/∂x (riding hydrogens
-   re-idealised, special positions and shared parameters imposed);
+   re-idealised, special positions and shared parameters imposed); with
+   SHELXL's riding model (the default, ``riding="shelxl"``) the riding
+   groups are then frozen for the cycle and ride on their pivots
+   (:meth:`smtbx.reparametrisation.Reparametrisation.ride`), so that the
+   cycles converge to SHELXL's model; ``riding="exact"`` differentiates
+   the riding geometry and converges to the least-squares minimum of the
+   exact graph instead;
 2. sftbx computes Fc² (or |Fc|; for twins the twin sum of
    :class:`smtbx.twinning.TwinnedIntensities`) and the design rows ∂Y/∂y for blocks of
    ``block_rows`` reflections, over the y that J connects to x only; each
@@ -96,6 +102,16 @@ from .structure import _explicit_form_factors, scatterer_table, scatterers as mo
 from .twinning import TwinnedIntensities
 
 TARGETS = ("fc_sq", "fc")
+
+#: Riding models for riding hydrogen atoms (module notes, step 1), with
+#: the line that states them in the log.
+RIDING_MODELS = {
+    "shelxl": "riding hydrogen atoms: SHELXL's riding model (they move with their pivots "
+              "within a cycle and are rebuilt between cycles)",
+    "exact": "riding hydrogen atoms: exact derivatives through their geometry (the "
+             "least-squares minimum, not SHELXL's fixed point)",
+}
+RIDING = tuple(RIDING_MODELS)
 
 # Relative decrease of the objective over a cycle below which damped steps
 # held back by an unusable full step count as settled.
@@ -269,6 +285,9 @@ class LeastSquares:
         max |shift/s.u.| below which the refinement has converged.
     damping, shift_limit : float, optional
         Marquardt λ and max |shift/s.u.|; default from DAMP (0.7/10000, 15).
+    riding : {"shelxl", "exact"}
+        SHELXL's riding model for riding hydrogen atoms and riding U_iso
+        (module notes, step 1), or exact derivatives through them.
 
     Twinned data (TWIN/BASF on HKLF 4, HKLF 5 with BASF) are refined on F²
     through :class:`smtbx.twinning.TwinnedIntensities`: the BASF of the graph
@@ -288,9 +307,12 @@ class LeastSquares:
 
     def __init__(self, model, data=None, target="fc_sq", n_threads=2, block_rows=256,
                  restraints="file", n_restraints=None, convergence=0.05, damping=None,
-                 shift_limit=None):
+                 shift_limit=None, riding="shelxl"):
         if target not in TARGETS:
             raise ValueError(f"target {target!r}: expected one of {TARGETS}")
+        if riding not in RIDING:
+            raise ValueError(f"riding {riding!r}: expected one of {RIDING}")
+        self.riding = riding
         ins = model.instructions
         self.model = model
         self.data = reduce_observations(model) if data is None else data
@@ -545,6 +567,14 @@ class LeastSquares:
             name = graph.y_names[bad]
             raise RefinementDiverged(f"{name} became {graph.y[bad]}", name.split()[0])
 
+    def _ride(self, on):
+        """Freeze the riding groups at the current x (on) or release them
+        (Reparametrisation.ride)."""
+        try:
+            self.graph.ride(on)
+        except CrystallographyError as err:
+            raise RefinementDiverged(f"the constraints cannot be built: {err}") from None
+
     def _u_columns(self, atom):
         """x columns of an atom's own parameters (site, U), int (k,)."""
         if atom is None:
@@ -621,6 +651,7 @@ class LeastSquares:
         self._move_to(self.graph.x)
         started = time.perf_counter()
         for number in range(1, max_cycles + 1):
+            self._ride(self.riding == "shelxl")
             equations, y_calc, weights = self.build()
             self.k = equations.scale_factor()
             accepted = (self.graph.x.copy(), equations, equations.figures.objective, weights)
@@ -727,8 +758,9 @@ class LeastSquares:
         return objective
 
     def _finish(self, result):
-        """Figures at the final parameters; the model, FVAR 1 and the
-        suggested weights."""
+        """Figures at the final parameters (riding groups rebuilt); the
+        model, FVAR 1 and the suggested weights."""
+        self._ride(False)
         y_calc = self.evaluate()
         if not np.all(np.isfinite(y_calc)):
             raise RefinementDiverged("the final model gives non-finite structure factors")

@@ -139,7 +139,9 @@ def test_npd_atoms_are_flagged_before_and_after(tmp_path, capsys):
     """An atom whose U is not positive definite and fixed (as SHELXL would
     keep it): warned about when read (naming its line), refined with, and
     flagged again at the end in the output, the listing and the JSON."""
-    model = smtbx.read_ins(make(tmp_path).with_suffix(".ins"))
+    # a Cl held at a wrong U leaves a poor model (R1 0.25) that settles in 12
+    # cycles with SHELXL's riding model (6 with exact riding derivatives)
+    model = smtbx.read_ins(make(tmp_path, cycles=30).with_suffix(".ins"))
     cl1 = next(s for s in model.scatterers if s.label == "CL1")
     cl1.u_cif = np.array([0.034, 0.031, 0.029, 0.04, 0.005, 0.003])   # U12² > U11 U22
     cl1.u_codes = (smtbx.model.ParameterCode("fixed"),) * 6

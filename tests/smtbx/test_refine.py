@@ -340,3 +340,26 @@ def test_reflection_data_without_observations():
     assert isinstance(data, ReflectionData) and truth.observations is None
     result = LeastSquares(truth, data=data).run(0)
     assert result.cycles == [] and result.figures.r1_gt < 0.06
+
+
+def _gauss_newton_decrease(model, riding):
+    """gᵀ N⁻¹ g at the model as read: the decrease of Σ w r² + restraints one
+    Gauss–Newton step promises (zero at a fixed point of the cycles)."""
+    ls = LeastSquares(copy.deepcopy(model), n_threads=2, riding=riding)
+    ls._ride(riding == "shelxl")
+    equations, _, _ = ls.build()
+    n = len(ls.graph.x)
+    g = equations.right_hand_side()[:n]
+    return float(g @ np.linalg.solve(equations.normal_matrix()[:n, :n], g))
+
+
+@pytest.mark.parametrize("name", ["bjk_p21212", "p31c_sad", "ru_p21c"])
+def test_shelxl_models_are_fixed_points_of_shelxl_riding_model(reduced_set, name):
+    # SHELXL's deposited models (converged, max shift/s.u. <= 0.001) are
+    # near stationary for the cycles of its riding model, not for the exact
+    # riding derivatives, whose step still moves p31c's amine N by 0.7 s.u.
+    # Measured, exact against SHELXL's riding model: bjk 4.10 and 0.36,
+    # p31c 4.55 and 0.87, ru 2.64 and 1.16 (what remains is the data's and
+    # the restraints' own difference from SHELXL's).
+    model, _ = reduced_set(name)
+    assert _gauss_newton_decrease(model, "shelxl") < 0.5 * _gauss_newton_decrease(model, "exact")

@@ -294,3 +294,40 @@ def test_model_written_back_rebuilds_the_same_graph(small_data, name):
     # hydrogen sites agree, the torsion values need not
     same = [k for k, n in enumerate(graph.x_names) if not n.endswith("torsion")]
     np.testing.assert_allclose(again.x[same], graph.x[same], atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["bjk_p21212", "p31c_sad", "sucrose_p21", "ni_i43d"])
+def test_shelxl_riding_model(small_data, name):
+    """With SHELXL's riding model switched on, y(x) at the freezing point is
+    unchanged, its Jacobian is the finite-difference one of the frozen y(x)
+    (riding sites move with the pivot, torsions and X–H lengths keep their
+    derivatives, riding U_iso has none), and switching it off restores the
+    exact graph."""
+    model = read_ins(small_data / name / SETS[name])
+    graph = Reparametrisation(model)
+    y_exact, jac_exact = graph.y.copy(), graph.jacobian.toarray()
+    graph.ride(True)
+    np.testing.assert_allclose(graph.y, y_exact, rtol=0, atol=1e-12)
+    x0, jac = graph.x.copy(), graph.jacobian.toarray()
+    columns, _ = _columns_to_check(graph)
+    for c in columns:
+        h = 1e-5 if graph.x_names[c].endswith(("torsion", "distance")) else 1e-6
+        xp, xm = x0.copy(), x0.copy()
+        xp[c] += h
+        xm[c] -= h
+        fd = (graph.evaluate(xp)[0] - graph.evaluate(xm)[0]) / (2 * h)
+        np.testing.assert_allclose(jac[:, c], fd, atol=2e-7 * max(1.0, np.abs(jac[:, c]).max()),
+                                   rtol=0, err_msg=f"{name}: column {graph.x_names[c]}")
+    riding = [n for n in graph.nodes if isinstance(n, _RidingNode)]
+    for node in riding:
+        pivot = graph.site_index[node.atoms[0]]
+        for h_rows in node.y_out.reshape(-1, 3):
+            # a riding site follows its pivot's x, y, z one to one
+            block = jac[np.ix_(h_rows, np.flatnonzero(np.abs(jac[pivot]).sum(axis=0)))]
+            pivot_block = jac[np.ix_(pivot, np.flatnonzero(np.abs(jac[pivot]).sum(axis=0)))]
+            np.testing.assert_allclose(block, pivot_block, atol=1e-12)
+    riding_u = [i for i, nm in enumerate(graph.y_names) if nm.endswith("Uiso")
+                and any(n.what[0].startswith("riding U") and i in n.y_out for n in graph.nodes)]
+    assert riding and riding_u and not np.abs(jac[riding_u]).any()
+    graph.ride(False)
+    np.testing.assert_allclose(graph.jacobian.toarray(), jac_exact, rtol=0, atol=1e-12)

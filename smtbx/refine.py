@@ -651,7 +651,8 @@ class LeastSquares:
         self._move_to(self.graph.x)
         started = time.perf_counter()
         for number in range(1, max_cycles + 1):
-            self._ride(self.riding == "shelxl")
+            if self.riding == "shelxl":
+                self._ride(True)
             equations, y_calc, weights = self.build()
             self.k = equations.scale_factor()
             accepted = (self.graph.x.copy(), equations, equations.figures.objective, weights)

@@ -39,7 +39,7 @@ Constraints, each the only reparametrisation of the parameters it sets
   2.1 (sucrose_p21) in Σ w r², that of the riding model 0.4, 0.9, 1.1;
   refinement with it ends 0.003 Å (rms) from p31c_sad's deposited model,
   with the exact graph 0.007 Å.  The exact graph is the one DESIGN.md
-  describes and the one finite differences check;
+  describes; tests check both Jacobians against finite differences;
 * EXYZ and EADP: the later atoms take the first atom's site or U;
 * rigid groups (AFIX m6, m9; :mod:`smtbx.rigid`): translation, rotation
   and, for n = 9, a common scale.
@@ -131,6 +131,7 @@ class _RidingNode(_Node):
         self.phi, self.d = phi, d
         self.phi_col, self.d_col = phi_col, d_col
         self.frozen = None      # the input images (n_in, 3) the group rides with
+        self._back = None       # and the inverses of their operations' rotations
 
     def _images(self, sites):
         return np.stack([r @ s + t for s, (_, r, t) in zip(sites, self.geometry.inputs)])
@@ -688,10 +689,13 @@ class Reparametrisation:
     def n_independent(self):
         return len(self.x)
 
+    def _riding_nodes(self):
+        return [n for n in self.nodes if isinstance(n, (_RidingNode, _RidingUNode))]
+
     @property
     def has_riding(self):
         """Whether any site or U_iso rides (what :meth:`ride` acts on)."""
-        return any(isinstance(n, (_RidingNode, _RidingUNode)) for n in self.nodes)
+        return bool(self._riding_nodes())
 
     def ride(self, on=True):
         """Switch SHELXL's riding model on (freezing the riding groups at the
@@ -705,7 +709,7 @@ class Reparametrisation:
         every evaluation rebuilds them from the current sites with exact
         derivatives (the module notes say why both exist).
         """
-        riding_nodes = [n for n in self.nodes if isinstance(n, (_RidingNode, _RidingUNode))]
+        riding_nodes = self._riding_nodes()
         for node in riding_nodes:
             node.frozen = None
         self.y, self.jacobian = self.evaluate()
